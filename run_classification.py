@@ -34,6 +34,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
@@ -57,6 +58,7 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 logger = logging.getLogger(__name__)
+warnings.filterwarnings("ignore", message=".*null_placement.*")  # pyarrow, via datasets' sort: not ours to fix
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -181,6 +183,8 @@ class ClassificationTrainingArguments(TrainingArguments):
         # transformers turns do_eval on whenever eval_strategy != "no" (our default "epoch"); remember what the user
         # asked so that --do_eval without --validation_file is still an error.
         self.eval_requested = self.do_eval
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # nothing to pin to; avoids a warning per dataloader
         if self.bf16 and not torch.cuda.is_available():
             self.use_cpu = True  # bf16 autocast works on CPU (about 1.5x faster than fp32 here); fp16 does not.
         super().__post_init__()
@@ -295,7 +299,7 @@ def read_examples(path, data_args, schema=None, skipped=None):
 
     def bad(line_no, message):
         if data_args.skip_bad_rows:
-            skipped[message.split(":")[0]] += 1
+            skipped[message.split(";")[0]] += 1  # the reason, without the fix
             return
         raise DataError(f"{path}:{line_no}: {message}")
 
@@ -339,8 +343,8 @@ def read_examples(path, data_args, schema=None, skipped=None):
                 bad(line_no, f"no tab in this line; expected {len(header)} tab-separated columns "
                              f"({'<TAB>'.join(header)})")
             else:
-                bad(line_no, f"{len(fields)} columns but expected {len(header)} ({'<TAB>'.join(header)}); "
-                             f"a stray tab inside the text? Remove it or use --skip_bad_rows")
+                bad(line_no, f"wrong number of columns; {len(fields)} instead of {len(header)} "
+                             f"({'<TAB>'.join(header)}): a stray tab inside the text? Remove it or use --skip_bad_rows")
             continue
         yield line_no, dict(zip(header, fields))
 
@@ -506,7 +510,9 @@ def plot_labels(label_names):
         return label_names
     if all(name.isascii() for name in label_names):
         return label_names
-    logger.warning("No CJK font found (e.g. `apt install fonts-noto-cjk`): plots show label ids, the report names.")
+    if not getattr(plot_labels, "warned", False):
+        logger.warning("No CJK font found (e.g. `apt install fonts-noto-cjk`): plots show label ids, reports names.")
+        plot_labels.warned = True
     return [str(i) for i in range(len(label_names))]
 
 
@@ -620,8 +626,9 @@ def main(args=None):
 
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
                         handlers=[logging.StreamHandler(sys.stdout)], force=True)
+    # This script's own messages at INFO on the main process; transformers/datasets at --log_level (default warning).
     log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
+    logger.setLevel(logging.INFO if training_args.should_log else log_level)
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.set_verbosity(log_level)
     logger.info(f"Process rank {training_args.process_index}, device {training_args.device}, world size "
@@ -671,7 +678,9 @@ def main(args=None):
     for split, path in files.items():
         schemas[split] = discover_schema(path, data_args, text_columns)
         if split != "test" and schemas[split].label_column is None:
-            raise DataError(f"{path}: no label column '{data_args.label_column_name}'; set --label_column_name.")
+            raise DataError(f"{path}: no label column '{data_args.label_column_name}' (first row: "
+                            f"{schemas[split].text_columns} only); is it tab-separated text<TAB>label? Otherwise set "
+                            f"--label_column_name.")
         scans[split] = scan_file(path, data_args, schemas[split], limits[split])
         n_rows, labels, _, skipped = scans[split]
         logger.info(f"{split}: {path}: {n_rows} rows, columns {schemas[split].text_columns}"
@@ -754,7 +763,7 @@ def main(args=None):
         model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=
                                                                model_args.trust_remote_code)
     n_params = sum(p.numel() for p in model.parameters())
-    logger.info(f"Model: {type(model).__name__}, {n_params / 1e6:.1f}M parameters, vocab {len(tokenizer)}")
+    logger.info(f"Model: {type(model).__name__}, {n_params:,} parameters, vocab {len(tokenizer)}")
 
     # ---- Preprocessing: tokenize once (cached Arrow files), pick max length, truncate, add [CLS]/[SEP] -----------
     def tokenize(batch):
@@ -762,6 +771,8 @@ def main(args=None):
         for i, column in enumerate(text_columns):
             ids = tokenizer(batch[column], add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
             out[f"ids_{i}"] = ids
+        out["n_tokens"] = [sum(len(out[f"ids_{i}"][j]) for i in range(len(text_columns)))
+                           for j in range(len(batch[text_columns[0]]))]
         return out
 
     tokenized = {}
@@ -773,12 +784,13 @@ def main(args=None):
 
     special = 3 if is_pair else 2  # [CLS] a [SEP] (b [SEP])
     model_limit = getattr(config, "max_position_embeddings", 512)
-    if data_args.max_seq_length == "auto":
-        source = tokenized.get("train") or next(iter(tokenized.values()))
-        lengths = np.zeros(len(source), dtype=np.int64)
-        for i in range(len(text_columns)):
-            lengths += np.array([len(x) for x in source[f"ids_{i}"]])
-        lengths += special
+    saved_settings = getattr(config, "text_classification", None) or {}
+    if data_args.max_seq_length == "auto" and "train" not in tokenized and saved_settings.get("max_seq_length"):
+        max_seq_length = saved_settings["max_seq_length"]
+        logger.info(f"--max_seq_length auto: {max_seq_length}, as the model was trained")
+    elif data_args.max_seq_length == "auto":
+        source = tokenized["train"] if "train" in tokenized else next(iter(tokenized.values()))
+        lengths = np.array(source["n_tokens"]) + special
         pct = np.percentile(lengths, [50, 90, 95, 99, 100])
         chosen = int(math.ceil(np.percentile(lengths, data_args.auto_length_percentile) / 8) * 8)
         max_seq_length = min(chosen, model_limit)
@@ -798,6 +810,10 @@ def main(args=None):
         logger.info(f"head+tail truncation: first {min(head_tokens, budget)} + last "
                     f"{budget - min(head_tokens, budget)} of {budget} text tokens")
 
+    # Saved in config.json, so evaluation/prediction with this model later encodes texts the same way.
+    model.config.text_classification = {"max_seq_length": max_seq_length, "text_columns": text_columns,
+                                        "truncation_strategy": data_args.truncation_strategy,
+                                        "head_tokens": head_tokens}
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
 
     def encode(batch):
@@ -824,15 +840,23 @@ def main(args=None):
                 "length": [len(x) for x in input_ids], "truncated": truncated}
 
     encoded = {}
+    data_summary = {"max_seq_length": max_seq_length, "truncation_strategy": data_args.truncation_strategy,
+                    "text_columns": text_columns, "labels": label_list, "splits": {}}
     for split, ds in tokenized.items():
         with training_args.main_process_first(desc=f"encoding {split}"):
-            ds = ds.map(encode, batched=True, remove_columns=[f"ids_{i}" for i in range(len(text_columns))],
+            ds = ds.map(encode, batched=True,
+                        remove_columns=[f"ids_{i}" for i in range(len(text_columns))] + ["n_tokens"],
                         num_proc=data_args.preprocessing_num_workers,
                         load_from_cache_file=not data_args.overwrite_cache, desc=f"Truncating/encoding {split}")
         n_truncated = int(np.sum(ds["truncated"]))
         logger.info(f"{split}: {len(ds)} examples, {n_truncated} ({n_truncated / max(len(ds), 1):.1%}) longer than "
                     f"max_seq_length={max_seq_length} truncated ({data_args.truncation_strategy}); mean length "
                     f"{np.mean(ds['length']):.1f} tokens")
+        n_rows, labels, _, skipped = scans[split]
+        data_summary["splits"][split] = {
+            "file": files[split], "examples": len(ds), "skipped_rows": dict(skipped), "truncated": n_truncated,
+            "mean_tokens": round(float(np.mean(ds["length"])), 2),
+            "label_counts": {label_list[label2id_in_data[l]]: c for l, c in labels.items()}}
         if split != "train":
             ds = ds.sort("length")  # evaluation in length order: less padding; "row" maps results back
         encoded[split] = ds
@@ -878,6 +902,10 @@ def main(args=None):
     output_dir = training_args.output_dir
     is_main = trainer.is_world_process_zero()
     results = {}
+    if is_main:  # what was read, skipped and truncated, next to the metrics
+        os.makedirs(output_dir, exist_ok=True)
+        with open(os.path.join(output_dir, "data_summary.json"), "w", encoding="utf-8") as f:
+            json.dump(data_summary, f, ensure_ascii=False, indent=2)
 
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=resume)

