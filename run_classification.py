@@ -90,6 +90,14 @@ class ModelArguments:
         default=False,
         metadata={"help": "Replace a checkpoint's classifier whose number of labels differs from this data's."},
     )
+    freeze: str = field(
+        default="none",
+        metadata={"help": "all: BERT is a fixed feature extractor, only the head trains; embeddings: freeze the "
+                  "embedding layer; none.", "choices": ["none", "all", "embeddings"]},
+    )
+    freeze_layers: Optional[str] = field(
+        default=None, metadata={"help": "Encoder layers to freeze, comma-separated ids, e.g. 0,1,2 (the lowest)."}
+    )
 
 
 @dataclass
@@ -148,6 +156,11 @@ class DataTrainingArguments:
     show_examples: int = field(
         default=0, metadata={"help": "Print N encoded training examples: tokens, token_type_ids, attention mask."}
     )
+    class_weights: Optional[str] = field(
+        default=None,
+        metadata={"help": "Weighted cross-entropy for imbalanced classes: 'auto' (n / (classes x count), sklearn's "
+                  "'balanced') or a file with one weight per line in label-id order, or 'name<TAB>weight' lines."},
+    )
     early_stopping_patience: Optional[int] = field(
         default=None,
         metadata={"help": "Stop after N evaluations without improvement of --metric_for_best_model (default "
@@ -177,6 +190,16 @@ class ClassificationTrainingArguments(TrainingArguments):
     logging_steps: float = field(default=50, metadata={"help": "Log the training loss every N steps."})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output_dir that already holds results."}
+    )
+    head_learning_rate: Optional[float] = field(
+        default=None,
+        metadata={"help": "Learning rate for everything outside the BERT body (classifier, CNN/LSTM/attention head), "
+                  "e.g. 1e-4 with --learning_rate 2e-5 for the body. Default: --learning_rate."},
+    )
+    layerwise_lr_decay: Optional[float] = field(
+        default=None,
+        metadata={"help": "E.g. 0.9: the top encoder layer (and pooler) gets --learning_rate, each layer below 0.9x "
+                  "the one above, the embeddings 0.9^num_layers x."},
     )
 
     def __post_init__(self):
@@ -593,14 +616,127 @@ def plot_training_curves(log_history, path, metric="eval_accuracy"):
     return True
 
 
-class OrderedEvalTrainer(Trainer):
-    """Trainer whose evaluation/prediction batches keep dataset order.
+# ----------------------------------------------------------------------------------------------------------------
+# Fine-tuning strategies: freezing, per-group learning rates, class weights
+# ----------------------------------------------------------------------------------------------------------------
 
-    With `train_sampling_strategy=group_by_length`, transformers also shuffles evaluation batches by length; we sort
-    the evaluation sets by length ourselves (same speed) and keep the order so predictions map back to rows.
+
+def freeze_parameters(model, freeze, freeze_layers):
+    """Turn off gradients for (parts of) the BERT body; returns the number of frozen parameters."""
+    body = model.base_model_prefix + "."
+    layers = {int(i) for i in freeze_layers.split(",") if i.strip()} if freeze_layers else set()
+    n_layers = model.config.num_hidden_layers
+    if any(i < 0 or i >= n_layers for i in layers):
+        raise ValueError(f"--freeze_layers {freeze_layers}: the model has layers 0..{n_layers - 1}.")
+    frozen = 0
+    for name, param in model.named_parameters():
+        if not name.startswith(body):
+            continue
+        layer = encoder_layer_index(name)
+        if (freeze == "all" or (freeze == "embeddings" and ".embeddings." in name)
+                or (layer is not None and layer in layers)):
+            param.requires_grad = False
+            frozen += param.numel()
+    return frozen
+
+
+def encoder_layer_index(name):
+    """`bert.encoder.layer.3.attention...` -> 3; None for embeddings, pooler and head parameters."""
+    parts = name.split(".")
+    for i in range(len(parts) - 1):
+        if parts[i] == "layer" and parts[i + 1].isdigit() and i > 0 and parts[i - 1] == "encoder":
+            return int(parts[i + 1])
+    return None
+
+
+def parameter_groups(model, learning_rate, weight_decay, decay_names, head_learning_rate=None,
+                     layerwise_lr_decay=None):
+    """Optimizer groups: (learning rate, weight decay) per parameter.
+
+    * the BERT body (`model.base_model_prefix`) gets `learning_rate`, or with layer-wise decay
+      lr x decay^(num_layers - depth): embeddings depth 0, encoder layer i depth i+1, pooler depth num_layers;
+    * everything else (the task head) gets `head_learning_rate` (default `learning_rate`);
+    * weight decay only where `decay_names` says (never biases and LayerNorm weights);
+    * frozen parameters are left out.
+    Returns torch param groups [{"params", "lr", "weight_decay", "names"}].
     """
+    body = model.base_model_prefix + "."
+    n_layers = model.config.num_hidden_layers
+    groups = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if name.startswith(body):
+            lr = learning_rate
+            if layerwise_lr_decay is not None:
+                layer = encoder_layer_index(name)
+                depth = 0 if ".embeddings." in name else (layer + 1 if layer is not None else n_layers)
+                lr = learning_rate * layerwise_lr_decay ** (n_layers - min(depth, n_layers))
+        else:
+            lr = head_learning_rate if head_learning_rate is not None else learning_rate
+        decay = weight_decay if name in decay_names else 0.0
+        group = groups.setdefault((lr, decay), {"params": [], "lr": lr, "weight_decay": decay, "names": []})
+        group["params"].append(param)
+        group["names"].append(name)
+    return list(groups.values())
+
+
+def read_class_weights(spec, label_list, train_label_ids):
+    """--class_weights auto | FILE -> a tensor of one weight per label id."""
+    n = len(label_list)
+    if spec == "auto":
+        counts = np.bincount(np.asarray(train_label_ids), minlength=n).astype(np.float64)
+        weights = len(train_label_ids) / (n * np.maximum(counts, 1))
+    else:
+        lines = [line.strip() for _, line in decoded_lines(spec) if line.strip()]
+        if all("\t" in line for line in lines):
+            named = dict(line.split("\t", 1) for line in lines)
+            unknown = [k for k in named if k not in label_list]
+            if unknown:
+                raise DataError(f"{spec}: unknown label(s) {unknown}; labels are {label_list}.")
+            weights = [float(named.get(name, 1.0)) for name in label_list]
+        else:
+            if len(lines) != n:
+                raise DataError(f"{spec}: {len(lines)} weights for {n} labels; write one weight per line in label-id "
+                                f"order, or 'name<TAB>weight' lines.")
+            weights = [float(x) for x in lines]
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+class ClassificationTrainer(Trainer):
+    """Trainer with the recipe's optimizer groups, optional class weights, and evaluation in dataset order."""
+
+    def __init__(self, *args, class_weights=None, **kwargs):
+        if class_weights is not None:
+            kwargs["compute_loss_func"] = self.weighted_cross_entropy
+        self.class_weights = class_weights
+        super().__init__(*args, **kwargs)
+
+    def weighted_cross_entropy(self, outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"].float()  # fp32 loss under mixed precision
+        loss = torch.nn.functional.cross_entropy(logits, labels, weight=self.class_weights.to(logits.device),
+                                                 reduction="sum")
+        # With compute_loss_func the Trainer does not divide by gradient accumulation steps: normalise by the number
+        # of examples in the whole accumulated batch, as the unweighted loss does.
+        return loss / (num_items_in_batch if num_items_in_batch is not None else labels.numel())
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            model = self.model if model is None else model
+            groups = parameter_groups(model, self.args.learning_rate, self.args.weight_decay,
+                                      set(self.get_decay_parameter_names(model)), self.args.head_learning_rate,
+                                      self.args.layerwise_lr_decay)
+            for group in groups:
+                logger.info(f"optimizer group: lr {group['lr']:.3g}, weight decay {group['weight_decay']}, "
+                            f"{sum(p.numel() for p in group['params']):,} parameters, e.g. {group['names'][0]}")
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            self.optimizer = optimizer_cls([{k: v for k, v in g.items() if k != "names"} for g in groups],
+                                           **optimizer_kwargs)
+        return self.optimizer
 
     def _get_eval_sampler(self, eval_dataset):
+        # With train_sampling_strategy=group_by_length transformers also shuffles evaluation batches by length; we
+        # sort evaluation sets by length ourselves (same speed) and keep that order so predictions map back to rows.
         if self.args.world_size <= 1:
             return SequentialSampler(eval_dataset)
         return None  # distributed: accelerate shards in order and gathers back in order
@@ -764,6 +900,11 @@ def main(args=None):
                                                                model_args.trust_remote_code)
     n_params = sum(p.numel() for p in model.parameters())
     logger.info(f"Model: {type(model).__name__}, {n_params:,} parameters, vocab {len(tokenizer)}")
+    if model_args.freeze != "none" or model_args.freeze_layers:
+        frozen = freeze_parameters(model, model_args.freeze, model_args.freeze_layers)
+        logger.info(f"Frozen (--freeze {model_args.freeze}, --freeze_layers {model_args.freeze_layers}): "
+                    f"{frozen:,} parameters; trainable {n_params - frozen:,} of {n_params:,} "
+                    f"({(n_params - frozen) / n_params:.1%})")
 
     # ---- Preprocessing: tokenize once (cached Arrow files), pick max length, truncate, add [CLS]/[SEP] -----------
     def tokenize(batch):
@@ -889,7 +1030,13 @@ def main(args=None):
         training_args.greater_is_better = not training_args.metric_for_best_model.endswith("loss")
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.early_stopping_patience))
 
-    trainer = OrderedEvalTrainer(
+    class_weights = None
+    if data_args.class_weights and "train" in encoded:
+        class_weights = read_class_weights(data_args.class_weights, label_list, encoded["train"]["label"])
+        logger.info("class weights: " + ", ".join(f"{n}={w:.3f}" for n, w in zip(label_list, class_weights.tolist())))
+
+    trainer = ClassificationTrainer(
+        class_weights=class_weights,
         model=model,
         args=training_args,
         train_dataset=encoded.get("train"),
