@@ -28,6 +28,8 @@ What differs from the Hugging Face example (on purpose):
 Arguments can also come from one .json or .yaml file: `python run_classification.py args.yaml`.
 """
 
+import codecs
+import dataclasses
 import hashlib
 import json
 import logging
@@ -242,8 +244,9 @@ def decoded_lines(path):
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
-                raise DataError(f"{path}:{line_no}: not UTF-8 ({guess_encoding(path)}); convert it first, e.g. "
-                                f"iconv -f {guess_encoding(path)} -t UTF-8 {path} > utf8_{os.path.basename(path)}")
+                encoding = guess_encoding(path)
+                raise DataError(f"{path}:{line_no}: not UTF-8 (looks like {encoding}); convert it first, e.g. "
+                                f"iconv -f {encoding} -t UTF-8 {path} > utf8_{os.path.basename(path)}")
             if line_no == 1:
                 text = text.lstrip("\ufeff")  # a UTF-8 byte-order mark from Windows editors
             yield line_no, text.rstrip("\r\n")
@@ -254,7 +257,8 @@ def guess_encoding(path):
         raw = f.read(1 << 20)
     for encoding in ("gb18030", "big5", "utf-16"):
         try:
-            raw.decode(encoding)
+            # incremental: the 1 MiB cut may split a multi-byte character
+            codecs.getincrementaldecoder(encoding)().decode(raw, final=False)
             return encoding.upper()
         except UnicodeDecodeError:
             continue
@@ -378,7 +382,8 @@ def split_names(names):
 
 def discover_schema(path, data_args, text_columns=None):
     """Look at the first row of a file to learn its columns and whether it has labels."""
-    for _, row in read_examples(path, data_args):
+    known = FileSchema(list(text_columns), None, None) if text_columns else None  # headerless: column count known
+    for _, row in read_examples(path, data_args, known):
         available = list(row)
         if text_columns is None:
             text_columns = choose_text_columns(available, split_names(data_args.text_column_names),
@@ -432,7 +437,7 @@ def build_label_list(train_labels, label_file):
         return names
     labels = list(train_labels)
     if all(l.lstrip("-").isdigit() for l in labels):
-        return [str(i) for i in sorted(int(l) for l in labels)]
+        return sorted(labels, key=int)  # keeps the spelling ("01") of each id
     return sorted(labels)
 
 
@@ -493,6 +498,39 @@ def pair_budgets(len_a, len_b, budget):
     if len_b <= half:
         return budget - len_b, len_b
     return budget - half, half
+
+
+def window_starts(n_tokens, content, stride, max_windows):
+    """Start offsets of overlapping windows of `content` tokens every `stride` tokens, the last one flush with the
+    end so every token is covered. Over `max_windows`, keep evenly spaced windows (first and last included)."""
+    starts = list(range(0, max(n_tokens - content, 0) + 1, stride))
+    if starts[-1] + content < n_tokens:
+        starts.append(n_tokens - content)
+    if len(starts) > max_windows:
+        keep = np.unique(np.linspace(0, len(starts) - 1, max_windows).round().astype(int))
+        starts = [starts[i] for i in keep]
+    return starts
+
+
+class WindowCollator:
+    """Pads documents of windows to [batch, max_windows_in_batch, max_window_len]; missing windows are all padding
+    (attention_mask 0), which the windows model ignores."""
+
+    def __init__(self, pad_token_id):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features):
+        n_windows = max(len(f["input_ids"]) for f in features)
+        width = max(len(w) for f in features for w in f["input_ids"])
+        batch = {k: torch.full((len(features), n_windows, width), self.pad_token_id if k == "input_ids" else 0,
+                               dtype=torch.long) for k in ("input_ids", "token_type_ids", "attention_mask")}
+        for i, f in enumerate(features):
+            for j, window in enumerate(f["input_ids"]):
+                batch["input_ids"][i, j, :len(window)] = torch.tensor(window)
+                batch["attention_mask"][i, j, :len(window)] = 1
+        if "label" in features[0]:
+            batch["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.long)
+        return batch
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -753,7 +791,14 @@ def parse_args(args=None):
     if len(args) == 1 and args[0].endswith(".json"):
         return parser.parse_json_file(json_file=os.path.abspath(args[0]))
     if len(args) == 1 and args[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(yaml_file=os.path.abspath(args[0]))
+        import yaml
+
+        with open(args[0], encoding="utf-8") as f:
+            values = yaml.safe_load(f) or {}
+        # PyYAML reads `1e-3` (no dot) as a string: turn such values into numbers for float fields.
+        float_fields = {f.name for dc in parser.dataclass_types for f in dataclasses.fields(dc) if "float" in str(f.type)}
+        values = {k: float(v) if k in float_fields and isinstance(v, str) else v for k, v in values.items()}
+        return parser.parse_dict(values)
     return parser.parse_args_into_dataclasses(args=args)
 
 
@@ -871,7 +916,7 @@ def main(args=None):
 
         raw[split] = datasets.Dataset.from_generator(
             generate_examples, split=datasets.Split.TRAIN,
-            gen_kwargs={"path": path, "data_args": data_args, "text_columns": schema.text_columns,
+            gen_kwargs={"path": path, "data_args": data_args, "text_columns": tuple(schema.text_columns),
                         "label_column": schema.label_column, "label2id": label2id_in_data, "limit": limits[split]},
             fingerprint=hashlib.sha256(fingerprint_source.encode()).hexdigest()[:16],
         )
@@ -1025,6 +1070,10 @@ def main(args=None):
     if data_args.early_stopping_patience is not None:
         if "validation" not in encoded:
             raise ValueError("--early_stopping_patience needs --validation_file.")
+        if training_args.save_strategy != training_args.eval_strategy:
+            raise ValueError("--early_stopping_patience reloads the best checkpoint at the end: --save_strategy must "
+                             f"equal --eval_strategy (got {training_args.save_strategy} and "
+                             f"{training_args.eval_strategy}).")
         training_args.load_best_model_at_end = True
         training_args.metric_for_best_model = training_args.metric_for_best_model or "accuracy"
         training_args.greater_is_better = not training_args.metric_for_best_model.endswith("loss")
@@ -1065,7 +1114,7 @@ def main(args=None):
                                             os.path.join(output_dir, "training_curves.png")):
             logger.info(f"Training curves: {os.path.join(output_dir, 'training_curves.png')}")
 
-    if training_args.do_eval:
+    if "validation" in encoded:
         output = trainer.predict(encoded["validation"], metric_key_prefix="eval")
         metrics = dict(output.metrics, eval_samples=len(encoded["validation"]))
         trainer.log_metrics("eval", metrics)
@@ -1096,7 +1145,8 @@ def main(args=None):
                                                                                            else [])
                 f.write("\t".join(header) + "\n")
                 for i in order:
-                    fields = [str(lines_[i])] + [columns[c][i] for c in text_columns]
+                    # one row per text, whatever the text holds (CSV/JSON texts may contain tabs or newlines)
+                    fields = [str(lines_[i])] + [" ".join(columns[c][i].split()) for c in text_columns]
                     fields += [label_list[preds[i]], f"{probs[i, preds[i]]:.4f}"]
                     if has_labels:
                         fields.append(label_list[labels[i]])

@@ -157,7 +157,7 @@ def read_rows(path, args):
     blank = 0
     for line_no, record in numbered:
         if record is None or record == [] or record == [""]:
-            blank += 1  # trailing newline, empty line
+            blank += 1  # empty line
             continue
         if fmt == "jsonl":
             if text_col not in record:
@@ -186,7 +186,8 @@ def percentile(sorted_values, p):
     """Nearest-rank percentile of an ascending list: smallest value with at least p% of values <= it."""
     if not sorted_values:
         return None
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    # p * n first, then / 100: exact for whole-number p (0.07 * 100 would give 7.000000000000001).
+    rank = max(1, math.ceil(p * len(sorted_values) / 100))
     return sorted_values[rank - 1]
 
 

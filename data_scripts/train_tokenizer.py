@@ -177,13 +177,13 @@ def ordered_vocab(tokenizer):
     return SPECIAL_TOKENS + [token for token in by_id if token not in specials]
 
 
-def unk_rate(tokenizer, texts, unk_id, batch_size=10000):
-    """Share of tokens that are [UNK], and number of texts with at least one [UNK]."""
+def unk_rate(tokenizer, texts, batch_size=10000):
+    """Share of tokens that are [UNK], number of texts with at least one [UNK], number of tokens."""
     total = unk = texts_with_unk = 0
     for start in range(0, len(texts), batch_size):
         for encoding in tokenizer.encode_batch(texts[start : start + batch_size], add_special_tokens=False):
-            n = encoding.ids.count(unk_id)
-            total += len(encoding.ids)
+            n = encoding.tokens.count("[UNK]")
+            total += len(encoding.tokens)
             unk += n
             texts_with_unk += n > 0
     return (unk / total if total else 0.0), texts_with_unk, total
@@ -237,7 +237,7 @@ def main(argv=None):
     distinct_chars = len([c for c in chars if not c.isspace()])
     logger.info("%d texts, %d characters, %d distinct characters", len(texts), sum(map(len, texts)), distinct_chars)
 
-    from tokenizers import processors, trainers
+    from tokenizers import trainers
 
     tokenizer = build_tokenizer(args.lowercase, strip_accents)
     trainer = trainers.WordPieceTrainer(
@@ -285,18 +285,19 @@ def main(argv=None):
                 f"error: {args.output_dir}: {token} has id {found}, expected {token_id} "
                 "(fix: check the transformers version)"
             )
-    # Same ids from the trained `tokenizers` object and the reloaded transformers tokenizer.
-    tokenizer.post_processor = processors.BertProcessing(
-        ("[SEP]", SPECIAL_TOKENS.index("[SEP]")), ("[CLS]", SPECIAL_TOKENS.index("[CLS]"))
-    )
+    # Same tokens, with the ids of vocab.txt and [CLS]/[SEP] around them, from the trained
+    # `tokenizers` object and the reloaded transformers tokenizer.
+    token_to_id = {token: i for i, token in enumerate(vocab)}
     sample = texts[0][:200]
-    if reloaded(sample)["input_ids"] != tokenizer.encode(sample).ids:
+    trained_tokens = tokenizer.encode(sample, add_special_tokens=False).tokens
+    expected_ids = [token_to_id["[CLS]"]] + [token_to_id[t] for t in trained_tokens] + [token_to_id["[SEP]"]]
+    if reloaded(sample)["input_ids"] != expected_ids:
         sys.exit(
             f"error: {args.output_dir}: reloaded tokenizer encodes {sample!r} differently "
             "(fix: check the transformers version)"
         )
 
-    unk, texts_with_unk, total_tokens = unk_rate(tokenizer, texts, vocab.index("[UNK]"))
+    unk, texts_with_unk, total_tokens = unk_rate(tokenizer, texts)
     single_chars = sum(1 for token in vocab[len(SPECIAL_TOKENS) :] if len(token) == 1)
     stats = {
         "train_files": args.train_files,
