@@ -61,6 +61,7 @@ TARGET_BF16_SPEEDUP = 1.3
 TARGET_BF16_ACC_POINTS = 0.5
 TARGET_TIME_PER_SAMPLE_SPREAD = 1.2  # max/min time per training sample over 1/4, 1/2, 1 of the data
 TARGET_RSS_GROWTH = 1.15  # peak RSS with all the data / peak RSS with 1/4 of it
+BUSY_THRESHOLD = 0.05  # other processes' share of the CPUs during a run above which its timing is flagged
 
 FLOPS_FORMULA = (
     "train FLOPs = epochs * [6 * P_tok * sum(l) + 6 * P_seq * n + 12 * L * H * sum(l^2)], where l = non-pad tokens "
@@ -330,6 +331,18 @@ def tail(path, n=30):
         return ""
 
 
+def cpu_jiffies():
+    """(busy, steal) CPU seconds of the whole machine so far, from /proc/stat; None where unavailable."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq) / hz, steal / hz
+
+
 def run_config(name, cmd, out_dir, env, reuse):
     """Run one configuration in a fresh process; peak RSS and CPU time from os.wait4's rusage of that process."""
     record_path = os.path.join(out_dir, "bench_run.json")
@@ -344,6 +357,7 @@ def run_config(name, cmd, out_dir, env, reuse):
     log_path = out_dir + ".log"
     print(f"[{name}] {shlex.join(cmd)}\n[{name}] log: {log_path}", flush=True)
     load_before = os.getloadavg()
+    jiffies_before = cpu_jiffies()
     start = time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -355,15 +369,26 @@ def run_config(name, cmd, out_dir, env, reuse):
             raise
         proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
+    jiffies_after = cpu_jiffies()
     cpu_s = usage.ru_utime + usage.ru_stime
+    n_cpus = max(len(os.sched_getaffinity(0)), 1)
+    others = steal = None
+    if jiffies_before and jiffies_after:
+        # CPU the rest of the machine used meanwhile (this bench process only waits): the contention signal.
+        others = max(0.0, (jiffies_after[0] - jiffies_before[0]) - cpu_s) / (wall * n_cpus)
+        steal = (jiffies_after[1] - jiffies_before[1]) / (wall * n_cpus)
     record = {
         "command": shlex.join(cmd),
         "returncode": proc.returncode,
         "wall_s": round(wall, 2),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
         "cpu_s": round(cpu_s, 1),
-        # CPU time / (wall time x usable CPUs): well below 1 means other processes took CPU (or the run idled).
-        "cpu_share": round(cpu_s / wall / max(len(os.sched_getaffinity(0)), 1), 3),
+        # CPU time of the run / (wall time x usable CPUs). Below 1 also on a quiet machine (start-up, tokenization
+        # and reports are single-threaded); compare it between runs.
+        "cpu_share": round(cpu_s / wall / n_cpus, 3),
+        # Share of all CPUs that other processes used during the run (from /proc/stat): ~0 on a quiet machine.
+        "other_processes_cpu_share": None if others is None else round(others, 3),
+        "steal_share": None if steal is None else round(steal, 3),
         "load_average_before": [round(x, 2) for x in load_before],
         "log": log_path,
         "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -425,29 +450,39 @@ def markdown_table(report):
     runs, peak = report["runs"], report["matmul_peak"]
     lines = [
         "| configuration | train samples × epochs | train samples/s | train time (s) | µs/sample | eval samples/s "
-        "| dev accuracy | peak RSS (MB) | useful GFLOP/s | % of fp32 matmul peak | CPU share |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| dev accuracy | peak RSS (MB) | padding | useful GFLOP/s | % of fp32 matmul peak | others' CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in runs.items():
         if r.get("returncode") != 0 or "train_samples_per_second" not in r:
-            lines.append(f"| {name} | failed (exit {r.get('returncode')}, see {r.get('log')}) |||||||||||")
+            lines.append(f"| {name} | failed (exit {r.get('returncode')}, see {r.get('log')}) ||||||||||||")
             continue
+        label = f"{name} (reused run of {r['finished'][:16]})" if r.get("reused") else name
         lines.append(
-            f"| {name} | {r['train_samples']} × {r['epochs']:g} | {r['train_samples_per_second']:.1f} "
+            f"| {label} | {r['train_samples']} × {r['epochs']:g} | {r['train_samples_per_second']:.1f} "
             f"| {r['train_runtime']:.1f} | {r['us_per_train_sample']:.0f} | {fmt(r.get('eval_samples_per_second'), '.1f')} "
-            f"| {fmt(r.get('eval_accuracy'), '.4f')} | {r['peak_rss_mb']:.0f} | {r['useful_flops_per_s'] / 1e9:.1f} "
-            f"| {100 * r['useful_fraction_of_fp32_peak']:.1f}% | {r['cpu_share']:.2f} |")
+            f"| {fmt(r.get('eval_accuracy'), '.4f')} | {r['peak_rss_mb']:.0f} | {100 * r['padding_share']:.0f}% "
+            f"| {r['useful_flops_per_s'] / 1e9:.1f} | {100 * r['useful_fraction_of_fp32_peak']:.1f}% "
+            f"| {fmt(r.get('other_processes_cpu_share'), '.0%')} |")
     t = report.get("tfidf_svm")
     if t:
         lines.append(
             f"| tfidf_char1-3_linearsvc | {t['train_samples']} (fit) | {t['train_samples_per_second']:.0f} "
-            f"| {t['fit_s']:.1f} | – | {t['eval_samples_per_second']:.0f} | {t['eval_accuracy']:.4f} | – | – | – | – |")
+            f"| {t['fit_s']:.1f} | – | {t['eval_samples_per_second']:.0f} | {t['eval_accuracy']:.4f} | – | – | – | – "
+            f"| – |")
     lines.append("")
     lines.append(f"fp32 matmul peak {peak['fp32_flops_per_s'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16_flops_per_s'] / 1e9:.1f} "
                  f"GFLOP/s ({peak['n']}×{peak['n']}, {peak['threads']} threads); "
                  f"{report['machine']['cpu_model']}, {report['machine']['cpus_usable']} CPUs; "
                  f"torch {report['machine']['torch']}, transformers {report['machine']['transformers']}; "
                  f"{report['machine']['date'][:10]}.")
+    lines.append("padding: share of computed tokens that are padding (group_by_length: estimated from one draw of "
+                 "the sampler). others' CPU: share of the machine's CPUs used by other processes during the run.")
+    busy = [n for n, r in runs.items() if (r.get("other_processes_cpu_share") or 0) > BUSY_THRESHOLD]
+    if busy or report["matmul_peak"]["before_after_ratio"] < 0.85:
+        lines.append(f"**Machine busy**: other processes used > {BUSY_THRESHOLD:.0%} of the CPUs during {busy or 'none'}"
+                     f"; matmul peak after/before {report['matmul_peak']['before_after_ratio']:.2f}. Timings are "
+                     "not comparable; rerun on a quiet machine.")
     if report["partial_run"]:
         lines.append(f"**Partial run** (--max_train_samples {report['settings']['max_train_samples']}, "
                      f"--max_eval_samples {report['settings']['max_eval_samples']}): not the benchmark's numbers.")
@@ -594,6 +629,17 @@ def main(argv=None):
             if results.get("train_samples") != len(lengths):
                 print(f"[{name}] warning: run trained on {results.get('train_samples')} examples, the bench counted "
                       f"{len(lengths)}; FLOPs use the bench's count", flush=True)
+            run_mean_tokens = None  # the run's own count (data_summary.json, where the script writes one)
+            try:
+                with open(os.path.join(out_dir, "data_summary.json"), encoding="utf-8") as f:
+                    run_mean_tokens = json.load(f)["splits"]["train"]["mean_tokens"]
+            except (OSError, KeyError, TypeError, ValueError):
+                pass
+            bench_mean = sum(lengths) / max(len(lengths), 1)
+            if run_mean_tokens is not None and abs(run_mean_tokens - bench_mean) > 0.05:
+                print(f"[{name}] warning: the run's mean training length is {run_mean_tokens} tokens, the bench "
+                      f"counted {bench_mean:.2f} (different tokenization or truncation?); FLOPs use the bench's "
+                      "count", flush=True)
             epochs = args.epochs
             flops = train_flops(model, lengths, epochs)
             padded_tokens = (len(lengths) * args.max_seq_length if "--pad_to_max_length" in extra
@@ -611,8 +657,9 @@ def main(argv=None):
                 "eval_macro_f1": results.get("eval_macro_f1"),
                 "train_loss": results.get("train_loss"),
                 "max_seq_length": results.get("max_seq_length"),
-                "trainer_total_flos": results.get("total_flos"),
                 "useful_tokens_per_epoch": sum(lengths),
+                "mean_tokens_per_example": round(bench_mean, 2),
+                "mean_tokens_per_example_reported_by_run": run_mean_tokens,
                 "computed_tokens_per_epoch": padded_tokens,
                 "computed_tokens_note": ("exact: every example padded to max_seq_length"
                                          if "--pad_to_max_length" in extra else
@@ -637,6 +684,8 @@ def main(argv=None):
             "before": peaks_before, "after": peaks_after}
     for d in ("fp32", "bf16"):
         peak[f"{d}_flops_per_s"] = max(peaks_before[d]["flops_per_s"], peaks_after[d]["flops_per_s"])
+    before_after = [peaks_after[d]["flops_per_s"] / peaks_before[d]["flops_per_s"] for d in ("fp32", "bf16")]
+    peak["before_after_ratio"] = round(min(min(before_after), 1 / max(before_after)), 3)
     peak["note"] = ("best single torch.matmul of two n x n matrices (2 n^3 FLOPs), torch's default threads, "
                     "measured before and after the runs; the higher counts. A large before/after gap means the "
                     "machine was busy.")
