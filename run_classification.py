@@ -57,7 +57,10 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
+
+import heads  # registers the custom heads (CNN, LSTM, attention, windows, ...) with the Auto classes
 
 logger = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=".*null_placement.*")  # pyarrow, via datasets' sort: not ours to fix
@@ -92,6 +95,31 @@ class ModelArguments:
         default=False,
         metadata={"help": "Replace a checkpoint's classifier whose number of labels differs from this data's."},
     )
+    head: Optional[str] = field(
+        default=None,
+        metadata={"help": "What sits on top of BERT (see heads/): linear, cnn, lstm, gru, attention, or windows (long "
+                  "documents: sliding windows fused into one vector). Default: the checkpoint's own head, else "
+                  "linear.", "choices": list(heads.HEAD_NAMES)},
+    )
+    pooling: Optional[str] = field(
+        default=None,
+        metadata={"help": "For --head linear: pooler ([CLS] through BERT's dense+tanh, the default), cls (raw [CLS]), "
+                  "mean, max, attention, concat_last_k (last --pooling_last_k layers' [CLS]).",
+                  "choices": list(heads.POOLINGS)},
+    )
+    pooling_last_k: Optional[int] = field(default=None, metadata={"help": "k for --pooling concat_last_k (4)."})
+    cnn_filter_sizes: Optional[str] = field(default=None, metadata={"help": "--head cnn filter sizes (2,3,4)."})
+    cnn_num_filters: Optional[int] = field(default=None, metadata={"help": "--head cnn filters per size (128)."})
+    rnn_hidden_size: Optional[int] = field(default=None, metadata={"help": "--head lstm/gru size per direction (256)."})
+    rnn_num_layers: Optional[int] = field(default=None, metadata={"help": "--head lstm/gru layers (1)."})
+    attention_hidden_size: Optional[int] = field(
+        default=None, metadata={"help": "--head attention/windows: size of W in u^T tanh(H W + b) (hidden size)."}
+    )
+    window_fusion: Optional[str] = field(
+        default=None, metadata={"help": "--head windows: how window [CLS] vectors become one document vector (max).",
+                                "choices": ["max", "mean", "attention", "transformer"]},
+    )
+    classifier_dropout: Optional[float] = field(default=None, metadata={"help": "Dropout before the classifier."})
     freeze: str = field(
         default="none",
         metadata={"help": "all: BERT is a fixed feature extractor, only the head trains; embeddings: freeze the "
@@ -142,6 +170,15 @@ class DataTrainingArguments:
         default=None,
         metadata={"help": "Tokens kept from the start with head+tail. Default: 128 of 510 (Sun et al. 2019), scaled "
                   "to other lengths (e.g. 32 of 126 at max_seq_length 128)."},
+    )
+    window_stride: Optional[int] = field(
+        default=None,
+        metadata={"help": "--head windows: each window holds max_seq_length tokens (with [CLS]/[SEP]); a new window "
+                  "starts every N tokens (default: half a window), the last one flush with the end."},
+    )
+    max_windows: int = field(
+        default=8, metadata={"help": "--head windows: at most N windows per document (evenly spaced, first and last "
+                             "kept) to bound memory; documents with more are counted."},
     )
     pad_to_max_length: bool = field(
         default=False,
@@ -772,6 +809,14 @@ class ClassificationTrainer(Trainer):
                                            **optimizer_kwargs)
         return self.optimizer
 
+    def _get_train_sampler(self, train_dataset=None):
+        # transformers drops our precomputed "length" column before building its LengthGroupedSampler and then
+        # re-reads every row's input_ids to measure them; use the column instead.
+        if self.args.train_sampling_strategy == "group_by_length" and "length" in self.train_dataset.column_names:
+            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        lengths=self.train_dataset["length"])
+        return super()._get_train_sampler(train_dataset)
+
     def _get_eval_sampler(self, eval_dataset):
         # With train_sampling_strategy=group_by_length transformers also shuffles evaluation batches by length; we
         # sort evaluation sets by length ourselves (same speed) and keep that order so predictions map back to rows.
@@ -932,6 +977,15 @@ def main(args=None):
         config_source, num_labels=len(label_list), id2label=dict(enumerate(label_list)),
         label2id={n: i for i, n in enumerate(label_list)}, finetuning_task="text-classification", **hub_kwargs)
     config.problem_type = "single_label_classification"
+    filter_sizes = model_args.cnn_filter_sizes
+    config = heads.head_config(
+        model_args.head, config, pooling=model_args.pooling, pooling_last_k=model_args.pooling_last_k,
+        cnn_filter_sizes=tuple(int(k) for k in filter_sizes.split(",")) if filter_sizes else None,
+        cnn_num_filters=model_args.cnn_num_filters, rnn_hidden_size=model_args.rnn_hidden_size,
+        rnn_num_layers=model_args.rnn_num_layers, attention_hidden_size=model_args.attention_hidden_size,
+        window_fusion=model_args.window_fusion, classifier_dropout=model_args.classifier_dropout)
+    use_windows = config.model_type == "bert_windows"
+    logger.info(f"Head: {' '.join(str(x) for x in heads.head_of(config) if x)} ({config.model_type})")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub_kwargs)
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ValueError(f"Tokenizer {tokenizer_source} has no [CLS]/[SEP] tokens; this script builds BERT inputs.")
@@ -1002,7 +1056,29 @@ def main(args=None):
                                         "head_tokens": head_tokens}
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
 
+    if use_windows:
+        if is_pair:
+            raise ValueError("--head windows is for long single texts, not sentence pairs.")
+        window_stride = data_args.window_stride or budget // 2
+        if not 0 < window_stride <= budget:
+            raise ValueError(f"--window_stride {window_stride} must be in 1..{budget} (the text tokens per window).")
+        logger.info(f"Sliding windows: {max_seq_length} tokens each ({budget} of text), a new one every "
+                    f"{window_stride} tokens, at most {data_args.max_windows} per document")
+        model.config.text_classification.update(window_stride=window_stride, max_windows=data_args.max_windows)
+
+    def encode_windows(batch):
+        """One document -> a list of windows [CLS] chunk [SEP]; the windows model fuses their [CLS] vectors."""
+        input_ids, truncated = [], []
+        for a in batch["ids_0"]:
+            starts = window_starts(len(a), budget, window_stride, data_args.max_windows)
+            input_ids.append([[cls_id] + a[s:s + budget] + [sep_id] for s in starts])
+            truncated.append(len(starts) * budget < len(a) and len(starts) == data_args.max_windows)
+        return {"input_ids": input_ids, "length": [sum(len(w) for w in doc) for doc in input_ids],
+                "n_windows": [len(doc) for doc in input_ids], "truncated": truncated}
+
     def encode(batch):
+        if use_windows:
+            return encode_windows(batch)
         input_ids, token_type_ids, truncated = [], [], []
         for i in range(len(batch["ids_0"])):
             a = batch["ids_0"][i]
@@ -1049,10 +1125,15 @@ def main(args=None):
 
     if data_args.show_examples and "train" in encoded:
         for example in encoded["train"].select(range(min(data_args.show_examples, len(encoded["train"])))):
-            tokens = tokenizer.convert_ids_to_tokens(example["input_ids"])
             print(f"\n--- training example (line {example['line']}) ---")
             for column in text_columns:
                 print(f"{column}: {example[column]}")
+            if use_windows:
+                for j, window in enumerate(example["input_ids"]):
+                    print(f"window {j}: {' '.join(tokenizer.convert_ids_to_tokens(window))}")
+                print(f"label:          {example['label']} ({label_list[example['label']]})")
+                continue
+            tokens = tokenizer.convert_ids_to_tokens(example["input_ids"])
             print(f"tokens:         {' '.join(tokens)}")
             print(f"input_ids:      {example['input_ids']}")
             print(f"token_type_ids: {example['token_type_ids']}")
@@ -1060,7 +1141,9 @@ def main(args=None):
             print(f"label:          {example['label']} ({label_list[example['label']]})")
 
     # ---- Trainer --------------------------------------------------------------------------------------------------
-    if data_args.pad_to_max_length:
+    if use_windows:
+        collator = WindowCollator(tokenizer.pad_token_id)
+    elif data_args.pad_to_max_length:
         collator = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=max_seq_length)
     else:
         collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.fp16 else None)
@@ -1106,7 +1189,8 @@ def main(args=None):
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=resume)
         trainer.save_model()  # safetensors weights, config with id2label/label2id, tokenizer files
-        metrics = dict(train_result.metrics, train_samples=len(encoded["train"]), max_seq_length=max_seq_length)
+        metrics = dict(train_result.metrics, train_samples=len(encoded["train"]), max_seq_length=max_seq_length,
+                       train_tokens_per_epoch=int(np.sum(encoded["train"]["length"])))  # non-padding tokens
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)
         trainer.save_state()

@@ -95,6 +95,9 @@ def parse_args(argv=None):
     p.add_argument("--max_seq_length", type=int, default=128,
                    help="--max_seq_length for every run (truncation; the baseline pads to it).")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--script_args", default="--head linear --pooling mean",
+                   help="Extra run_classification.py arguments for every configuration (default: mean pooling, "
+                        "which a from-scratch model learns much faster than [CLS] through the pooler).")
     p.add_argument("--max_train_samples", type=int, default=None,
                    help="Use only the first N training titles (smoke runs; the scaling runs take 1/4 and 1/2 of N).")
     p.add_argument("--max_eval_samples", type=int, default=None, help="Use only the first N dev titles.")
@@ -605,7 +608,7 @@ def main(argv=None):
               # Evaluate once, after training: per-epoch evaluation would be counted in train_runtime.
               "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none",
               "--logging_steps", "50", "--disable_tqdm", "true",
-              "--seed", str(args.seed), "--overwrite_output_dir"]
+              "--seed", str(args.seed), "--overwrite_output_dir"] + args.script_args.split()
     if args.max_eval_samples is not None:
         common += ["--max_eval_samples", str(args.max_eval_samples)]
 

