@@ -152,19 +152,20 @@ class DataTrainingArguments:
         metadata={"help": "class.txt: one label name per line, line i = label id i. Labels in the data may then be "
                   "ids or names."},
     )
-    max_seq_length: str = field(
-        default="128",
-        metadata={"help": "Max tokens per example including [CLS]/[SEP]; longer texts are truncated by "
+    max_seq_length: Optional[str] = field(
+        default=None,
+        metadata={"help": "Max tokens per example including [CLS]/[SEP] (default 128); longer texts are truncated by "
                   "--truncation_strategy. 'auto': the --auto_length_percentile of training lengths, rounded up to "
-                  "a multiple of 8."},
+                  "a multiple of 8. With a trained model and no training, the model's own setting is the default "
+                  "(this holds for all encoding options: truncation, windows)."},
     )
     auto_length_percentile: float = field(
         default=99.0, metadata={"help": "Percentile of training token lengths used by --max_seq_length auto."}
     )
-    truncation_strategy: str = field(
-        default="head",
-        metadata={"help": "head: keep the first tokens; tail: keep the last; head+tail: keep --head_tokens from the "
-                  "start and the rest from the end.", "choices": ["head", "tail", "head+tail"]},
+    truncation_strategy: Optional[str] = field(
+        default=None,
+        metadata={"help": "head (default): keep the first tokens; tail: keep the last; head+tail: keep --head_tokens "
+                  "from the start and the rest from the end.", "choices": ["head", "tail", "head+tail"]},
     )
     head_tokens: Optional[int] = field(
         default=None,
@@ -176,9 +177,9 @@ class DataTrainingArguments:
         metadata={"help": "--head windows: each window holds max_seq_length tokens (with [CLS]/[SEP]); a new window "
                   "starts every N tokens (default: half a window), the last one flush with the end."},
     )
-    max_windows: int = field(
-        default=8, metadata={"help": "--head windows: at most N windows per document (evenly spaced, first and last "
-                             "kept) to bound memory; documents with more are counted."},
+    max_windows: Optional[int] = field(
+        default=None, metadata={"help": "--head windows: at most N windows per document (default 8; evenly spaced, "
+                                "first and last kept) to bound memory; documents that need more are counted."},
     )
     pad_to_max_length: bool = field(
         default=False,
@@ -305,8 +306,8 @@ def guess_encoding(path):
 DEFAULT_TEXT_COLUMNS = (("sentence1", "sentence2"), ("text_a", "text_b"), ("text",), ("text_a",), ("sentence",))
 
 
-def table_rows(path, has_header, column_names):
-    """Yield (line_number, list_of_fields, header_or_None) for TSV/CSV; header handling is done by the caller."""
+def table_rows(path):
+    """Yield (line_number, fields) for TSV/CSV; fields is [] for a blank line. The caller handles the header."""
     fmt = file_format(path)
     lines = decoded_lines(path)
     if fmt == "tsv":
@@ -347,7 +348,6 @@ def choose_text_columns(available, requested, label_column, path):
 class FileSchema:
     text_columns: list
     label_column: Optional[str]  # None: the file has no labels (allowed for the test file only)
-    has_header: bool
 
 
 def read_examples(path, data_args, schema=None, skipped=None):
@@ -385,7 +385,7 @@ def read_examples(path, data_args, schema=None, skipped=None):
         return
 
     header = None
-    for line_no, fields in table_rows(path, data_args.has_header, None):
+    for line_no, fields in table_rows(path):
         if not fields:
             skipped["blank line"] += 1
             continue
@@ -419,7 +419,7 @@ def split_names(names):
 
 def discover_schema(path, data_args, text_columns=None):
     """Look at the first row of a file to learn its columns and whether it has labels."""
-    known = FileSchema(list(text_columns), None, None) if text_columns else None  # headerless: column count known
+    known = FileSchema(list(text_columns), None) if text_columns else None  # headerless: column count known
     for _, row in read_examples(path, data_args, known):
         available = list(row)
         if text_columns is None:
@@ -430,7 +430,7 @@ def discover_schema(path, data_args, text_columns=None):
             if missing:
                 raise DataError(f"{path}: column(s) {missing} not found; the file has columns {available}.")
         label = data_args.label_column_name if data_args.label_column_name in available else None
-        return FileSchema(text_columns, label, data_args.has_header)
+        return FileSchema(text_columns, label)
     raise DataError(f"{path}: no data rows (empty file?).")
 
 
@@ -490,7 +490,7 @@ def label_to_id_map(label_list, observed_labels):
 def generate_examples(path, data_args, text_columns, label_column, label2id, limit):
     """Rows for datasets.Dataset.from_generator (written to an Arrow file, not kept in memory)."""
     scanned = 0
-    for line_no, row in read_examples(path, data_args, FileSchema(text_columns, label_column, None)):
+    for line_no, row in read_examples(path, data_args, FileSchema(list(text_columns), label_column)):
         if limit is not None and scanned >= limit:
             return
         if any(not row.get(c, "").strip() for c in text_columns):
@@ -537,16 +537,21 @@ def pair_budgets(len_a, len_b, budget):
     return budget - half, half
 
 
-def window_starts(n_tokens, content, stride, max_windows):
+def window_starts(n_tokens, content, stride):
     """Start offsets of overlapping windows of `content` tokens every `stride` tokens, the last one flush with the
-    end so every token is covered. Over `max_windows`, keep evenly spaced windows (first and last included)."""
+    end, so every token is covered."""
     starts = list(range(0, max(n_tokens - content, 0) + 1, stride))
     if starts[-1] + content < n_tokens:
         starts.append(n_tokens - content)
-    if len(starts) > max_windows:
-        keep = np.unique(np.linspace(0, len(starts) - 1, max_windows).round().astype(int))
-        starts = [starts[i] for i in keep]
     return starts
+
+
+def cap_windows(starts, max_windows):
+    """At most `max_windows` of the windows, evenly spaced, first and last included (bounded memory per document)."""
+    if len(starts) <= max_windows:
+        return starts
+    keep = np.unique(np.linspace(0, len(starts) - 1, max_windows).round().astype(int))
+    return [starts[i] for i in keep]
 
 
 class WindowCollator:
@@ -756,6 +761,13 @@ def parameter_groups(model, learning_rate, weight_decay, decay_names, head_learn
     return list(groups.values())
 
 
+def parse_weight(text, path):
+    try:
+        return float(text)
+    except ValueError:
+        raise DataError(f"{path}: '{text}' is not a number; write one weight per line or 'name<TAB>weight' lines.")
+
+
 def read_class_weights(spec, label_list, train_label_ids):
     """--class_weights auto | FILE -> a tensor of one weight per label id."""
     n = len(label_list)
@@ -769,12 +781,12 @@ def read_class_weights(spec, label_list, train_label_ids):
             unknown = [k for k in named if k not in label_list]
             if unknown:
                 raise DataError(f"{spec}: unknown label(s) {unknown}; labels are {label_list}.")
-            weights = [float(named.get(name, 1.0)) for name in label_list]
+            weights = [parse_weight(named.get(name, "1.0"), spec) for name in label_list]
         else:
             if len(lines) != n:
                 raise DataError(f"{spec}: {len(lines)} weights for {n} labels; write one weight per line in label-id "
                                 f"order, or 'name<TAB>weight' lines.")
-            weights = [float(x) for x in lines]
+            weights = [parse_weight(x, spec) for x in lines]
     return torch.tensor(weights, dtype=torch.float32)
 
 
@@ -786,6 +798,10 @@ class ClassificationTrainer(Trainer):
             kwargs["compute_loss_func"] = self.weighted_cross_entropy
         self.class_weights = class_weights
         super().__init__(*args, **kwargs)
+        if self.compute_loss_func is None:
+            # transformers takes a forward(**kwargs) as "normalises the loss over the accumulated batch itself" and
+            # then skips dividing by gradient_accumulation_steps; the classification models return a plain mean.
+            self.model_accepts_loss_kwargs = False
 
     def weighted_cross_entropy(self, outputs, labels, num_items_in_batch=None):
         logits = outputs["logits"].float()  # fp32 loss under mixed precision
@@ -915,9 +931,6 @@ def main(args=None):
     is_pair = len(text_columns) == 2
     if len(text_columns) > 2:
         raise DataError(f"{first}: {len(text_columns)} text columns {text_columns}; BERT takes one text or a pair.")
-    if is_pair and data_args.truncation_strategy == "head+tail":
-        raise ValueError("--truncation_strategy head+tail is for single texts; sentence pairs are trimmed "
-                         "longest-first (use head or tail).")
 
     # Labels: mapped once; the saved config keeps the names (id2label), so predictions come back as names.
     if "train" in scans:
@@ -977,15 +990,18 @@ def main(args=None):
         config_source, num_labels=len(label_list), id2label=dict(enumerate(label_list)),
         label2id={n: i for i, n in enumerate(label_list)}, finetuning_task="text-classification", **hub_kwargs)
     config.problem_type = "single_label_classification"
-    filter_sizes = model_args.cnn_filter_sizes
-    config = heads.head_config(
-        model_args.head, config, pooling=model_args.pooling, pooling_last_k=model_args.pooling_last_k,
-        cnn_filter_sizes=tuple(int(k) for k in filter_sizes.split(",")) if filter_sizes else None,
-        cnn_num_filters=model_args.cnn_num_filters, rnn_hidden_size=model_args.rnn_hidden_size,
-        rnn_num_layers=model_args.rnn_num_layers, attention_hidden_size=model_args.attention_hidden_size,
-        window_fusion=model_args.window_fusion, classifier_dropout=model_args.classifier_dropout)
+    # The head: a flag turns the BERT config into a head config (heads/); without one the checkpoint keeps its own
+    # (a plain BERT gets the linear head on the pooler; other architectures, e.g. ERNIE, pass through unchanged).
+    if model_args.head or model_args.pooling or heads.head_of(config) is not None:
+        filter_sizes = model_args.cnn_filter_sizes
+        config = heads.head_config(
+            model_args.head, config, pooling=model_args.pooling, pooling_last_k=model_args.pooling_last_k,
+            cnn_filter_sizes=tuple(int(k) for k in filter_sizes.split(",")) if filter_sizes else None,
+            cnn_num_filters=model_args.cnn_num_filters, rnn_hidden_size=model_args.rnn_hidden_size,
+            rnn_num_layers=model_args.rnn_num_layers, attention_hidden_size=model_args.attention_hidden_size,
+            window_fusion=model_args.window_fusion, classifier_dropout=model_args.classifier_dropout)
+        logger.info(f"Head: {' '.join(x for x in heads.head_of(config) if x)} (model_type {config.model_type})")
     use_windows = config.model_type == "bert_windows"
-    logger.info(f"Head: {' '.join(str(x) for x in heads.head_of(config) if x)} ({config.model_type})")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub_kwargs)
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ValueError(f"Tokenizer {tokenizer_source} has no [CLS]/[SEP] tokens; this script builds BERT inputs.")
@@ -1022,13 +1038,27 @@ def main(args=None):
                                       load_from_cache_file=not data_args.overwrite_cache,
                                       desc=f"Tokenizing {split}")
 
+    # Encoding settings: flags given win; without training, a trained model's saved settings (config.json,
+    # "text_classification") come next, so it sees texts encoded as in training; then the recipe's defaults.
+    saved = (getattr(config, "text_classification", None) or {}) if "train" not in tokenized else {}
+
+    def setting(name, default=None):
+        value = getattr(data_args, name)
+        return value if value is not None else saved.get(name, default)
+
+    max_seq_length = setting("max_seq_length", "128")
+    if max_seq_length == "auto" and saved.get("max_seq_length"):
+        max_seq_length = saved["max_seq_length"]
+    truncation_strategy = setting("truncation_strategy", "head")
+    if is_pair and truncation_strategy == "head+tail":
+        raise ValueError("--truncation_strategy head+tail is for single texts; sentence pairs are trimmed "
+                         "longest-first (use head or tail).")
+    if saved:
+        logger.info(f"Encoding as the model was trained, unless a flag says otherwise: {saved}")
+
     special = 3 if is_pair else 2  # [CLS] a [SEP] (b [SEP])
     model_limit = getattr(config, "max_position_embeddings", 512)
-    saved_settings = getattr(config, "text_classification", None) or {}
-    if data_args.max_seq_length == "auto" and "train" not in tokenized and saved_settings.get("max_seq_length"):
-        max_seq_length = saved_settings["max_seq_length"]
-        logger.info(f"--max_seq_length auto: {max_seq_length}, as the model was trained")
-    elif data_args.max_seq_length == "auto":
+    if max_seq_length == "auto":
         source = tokenized["train"] if "train" in tokenized else next(iter(tokenized.values()))
         lengths = np.array(source["n_tokens"]) + special
         pct = np.percentile(lengths, [50, 90, 95, 99, 100])
@@ -1039,40 +1069,41 @@ def main(args=None):
                     f"rounded up to a multiple of 8 -> max_seq_length={max_seq_length} "
                     f"({np.mean(lengths > max_seq_length):.1%} of texts will be truncated)")
     else:
-        max_seq_length = int(data_args.max_seq_length)
+        max_seq_length = int(max_seq_length)
     if max_seq_length > model_limit:
         raise ValueError(f"--max_seq_length {max_seq_length} exceeds the model's {model_limit} positions.")
     budget = max_seq_length - special
     if budget < 2:
         raise ValueError(f"--max_seq_length {max_seq_length} leaves no room for text.")
-    head_tokens = data_args.head_tokens if data_args.head_tokens is not None else default_head_tokens(budget)
-    if data_args.truncation_strategy == "head+tail":
+    head_tokens = setting("head_tokens", default_head_tokens(budget))
+    if truncation_strategy == "head+tail":
         logger.info(f"head+tail truncation: first {min(head_tokens, budget)} + last "
                     f"{budget - min(head_tokens, budget)} of {budget} text tokens")
 
     # Saved in config.json, so evaluation/prediction with this model later encodes texts the same way.
     model.config.text_classification = {"max_seq_length": max_seq_length, "text_columns": text_columns,
-                                        "truncation_strategy": data_args.truncation_strategy,
+                                        "truncation_strategy": truncation_strategy,
                                         "head_tokens": head_tokens}
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
 
     if use_windows:
         if is_pair:
             raise ValueError("--head windows is for long single texts, not sentence pairs.")
-        window_stride = data_args.window_stride or budget // 2
+        window_stride, max_windows = setting("window_stride", budget // 2), setting("max_windows", 8)
         if not 0 < window_stride <= budget:
             raise ValueError(f"--window_stride {window_stride} must be in 1..{budget} (the text tokens per window).")
         logger.info(f"Sliding windows: {max_seq_length} tokens each ({budget} of text), a new one every "
-                    f"{window_stride} tokens, at most {data_args.max_windows} per document")
-        model.config.text_classification.update(window_stride=window_stride, max_windows=data_args.max_windows)
+                    f"{window_stride} tokens, at most {max_windows} per document")
+        model.config.text_classification.update(window_stride=window_stride, max_windows=max_windows)
 
     def encode_windows(batch):
         """One document -> a list of windows [CLS] chunk [SEP]; the windows model fuses their [CLS] vectors."""
         input_ids, truncated = [], []
         for a in batch["ids_0"]:
-            starts = window_starts(len(a), budget, window_stride, data_args.max_windows)
+            starts = window_starts(len(a), budget, window_stride)
+            truncated.append(len(starts) > max_windows)  # the cap drops windows (and maybe tokens)
+            starts = cap_windows(starts, max_windows)
             input_ids.append([[cls_id] + a[s:s + budget] + [sep_id] for s in starts])
-            truncated.append(len(starts) * budget < len(a) and len(starts) == data_args.max_windows)
         return {"input_ids": input_ids, "length": [sum(len(w) for w in doc) for doc in input_ids],
                 "n_windows": [len(doc) for doc in input_ids], "truncated": truncated}
 
@@ -1085,13 +1116,13 @@ def main(args=None):
             if is_pair:
                 b = batch["ids_1"][i]
                 keep_a, keep_b = pair_budgets(len(a), len(b), budget)
-                a_cut = truncate(a, keep_a, data_args.truncation_strategy, head_tokens)
-                b_cut = truncate(b, keep_b, data_args.truncation_strategy, head_tokens)
+                a_cut = truncate(a, keep_a, truncation_strategy, head_tokens)
+                b_cut = truncate(b, keep_b, truncation_strategy, head_tokens)
                 ids = [cls_id] + a_cut + [sep_id] + b_cut + [sep_id]
                 types = [0] * (len(a_cut) + 2) + [1] * (len(b_cut) + 1)
                 truncated.append(len(a_cut) + len(b_cut) < len(a) + len(b))
             else:
-                a_cut = truncate(a, budget, data_args.truncation_strategy, head_tokens)
+                a_cut = truncate(a, budget, truncation_strategy, head_tokens)
                 ids = [cls_id] + a_cut + [sep_id]
                 types = [0] * len(ids)
                 truncated.append(len(a_cut) < len(a))
@@ -1102,7 +1133,7 @@ def main(args=None):
                 "length": [len(x) for x in input_ids], "truncated": truncated}
 
     encoded = {}
-    data_summary = {"max_seq_length": max_seq_length, "truncation_strategy": data_args.truncation_strategy,
+    data_summary = {"max_seq_length": max_seq_length, "truncation_strategy": truncation_strategy,
                     "text_columns": text_columns, "labels": label_list, "splits": {}}
     for split, ds in tokenized.items():
         with training_args.main_process_first(desc=f"encoding {split}"):
@@ -1112,7 +1143,7 @@ def main(args=None):
                         load_from_cache_file=not data_args.overwrite_cache, desc=f"Truncating/encoding {split}")
         n_truncated = int(np.sum(ds["truncated"]))
         logger.info(f"{split}: {len(ds)} examples, {n_truncated} ({n_truncated / max(len(ds), 1):.1%}) longer than "
-                    f"max_seq_length={max_seq_length} truncated ({data_args.truncation_strategy}); mean length "
+                    f"max_seq_length={max_seq_length} truncated ({truncation_strategy}); mean length "
                     f"{np.mean(ds['length']):.1f} tokens")
         n_rows, labels, _, skipped = scans[split]
         data_summary["splits"][split] = {

@@ -240,13 +240,7 @@ def build_model_dir(args, env, commands):
                 print(f"Reusing vocab + config in {model_dir}", flush=True)
                 return model_dir
     os.makedirs(args.work_dir, exist_ok=True)
-    # train_tokenizer.py takes column 0 only from files named *.tsv; THUCNews' train.txt would feed it whole lines,
-    # label ids included. A .tsv symlink makes it read the titles only.
-    titles = os.path.join(args.work_dir, "train_titles.tsv")
-    if os.path.lexists(titles):
-        os.remove(titles)
-    os.symlink(train_path, titles)
-    cmd = [sys.executable, TOKENIZER_SCRIPT, "--train_files", titles, "--output_dir", model_dir,
+    cmd = [sys.executable, TOKENIZER_SCRIPT, "--train_files", train_path, "--output_dir", model_dir,
            "--vocab_size", str(args.vocab_size), "--min_frequency", "2", "--write_config",
            "--hidden_size", str(args.hidden_size), "--num_hidden_layers", str(args.num_hidden_layers),
            "--num_attention_heads", str(args.num_attention_heads), "--intermediate_size", str(args.intermediate_size),
