@@ -972,12 +972,15 @@ def main(args=None):
                                          schema.label_column, label2id_in_data, limits[split], data_args.has_header,
                                          data_args.skip_bad_rows], ensure_ascii=False)
 
-        raw[split] = datasets.Dataset.from_generator(
-            generate_examples, split=datasets.Split.TRAIN,
-            gen_kwargs={"path": path, "data_args": data_args, "text_columns": tuple(schema.text_columns),
-                        "label_column": schema.label_column, "label2id": label2id_in_data, "limit": limits[split]},
-            fingerprint=hashlib.sha256(fingerprint_source.encode()).hexdigest()[:16],
-        )
+        with training_args.main_process_first(desc=f"reading {split}"):  # one process writes the Arrow cache
+            raw[split] = datasets.Dataset.from_generator(
+                generate_examples, split=datasets.Split.TRAIN,
+                # tuples, not lists: datasets would read a list in gen_kwargs as shards for parallel generation
+                gen_kwargs={"path": path, "data_args": data_args, "text_columns": tuple(schema.text_columns),
+                            "label_column": schema.label_column, "label2id": label2id_in_data,
+                            "limit": limits[split]},
+                fingerprint=hashlib.sha256(fingerprint_source.encode()).hexdigest()[:16],
+            )
 
     # ---- Model and tokenizer --------------------------------------------------------------------------------------
     hub_kwargs = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision,

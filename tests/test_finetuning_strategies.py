@@ -40,27 +40,6 @@ def capped_starts(n_tokens, content, stride, max_windows):
 # ------------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _isolated_fast_environment(tmp_path_factory):
-    """Datasets cache in a tmp dir, no progress bars, one torch thread (see tests/test_run_classification.py)."""
-    mp = pytest.MonkeyPatch()
-    mp.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf_datasets_cache")))
-    mp.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    datasets.disable_progress_bars()
-    yield
-    datasets.enable_progress_bars()
-    torch.set_num_threads(threads)
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """32 wide, 2 layers: config + tokenizer only (--config_name / --tokenizer_name: trained from scratch)."""
-    return h.build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
-
-
 @pytest.fixture(scope="module")
 def model_dir64(tmp_path_factory):
     return h.build_tiny_bert(tmp_path_factory.mktemp("tiny_bert_64"), hidden_size=64)

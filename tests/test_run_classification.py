@@ -33,30 +33,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*null_placement.*:FutureWarning
 # ------------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _isolated_fast_environment(tmp_path_factory):
-    """Datasets cache in a tmp dir (not ~/.cache), no progress bars, one torch thread.
-
-    One thread: for a 32-wide model the OpenMP threads only wait on each other, and on a shared 2-core machine
-    two threads made a training step ~50x slower.
-    """
-    mp = pytest.MonkeyPatch()
-    mp.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf_datasets_cache")))
-    mp.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    datasets.disable_progress_bars()
-    yield
-    datasets.enable_progress_bars()
-    torch.set_num_threads(threads)
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return h.build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
-
-
 def run(model_dir, output_dir, *extra, **kwargs):
     return rc.main(h.tiny_train_args(model_dir, output_dir, *extra, **kwargs))
 
