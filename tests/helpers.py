@@ -1,7 +1,7 @@
 """Shared test helpers: a tiny BERT built from scratch (no download) and writers for fixture data files.
 
 Everything here is written by the tests themselves into pytest's tmp dirs; nothing is downloaded and nothing is read
-from ../shared.
+from the shared benchmark data.
 """
 
 import json
@@ -34,7 +34,7 @@ VOCAB = SPECIAL_TOKENS + FILLER + KEYWORDS + MARKERS + DIGITS
 def build_tiny_bert(directory, vocab=VOCAB, hidden_size=32, num_layers=2, max_position_embeddings=128):
     """Write a tokenizer and a BertConfig (no weights) into `directory`, for --config_name DIR --tokenizer_name DIR.
 
-    The tokenizer is built from an in-memory vocab dict: in transformers 5, BertTokenizer(vocab_file=...) silently
+    The tokenizer is built from an in-memory vocab dict: in transformers 5, BertTokenizer given vocab_file=... silently
     yields a 5-token tokenizer.
     """
     from transformers import BertConfig, BertTokenizer

@@ -4,7 +4,7 @@ Heads and poolings (--head / --pooling), per-group learning rates and weight dec
 --layerwise_lr_decay), freezing (--freeze, --freeze_layers), class weights (--class_weights) and sliding windows for
 long documents (--head windows), each also with gradient accumulation.
 
-Every model, vocab and data file is written by the tests into pytest tmp dirs: nothing is downloaded and ../shared is
+Every model, vocab and data file is written by the tests into pytest tmp dirs: nothing is downloaded and the shared benchmark data is
 never read. Models are 2 layers, at most 64 wide, and torch runs on one thread.
 """
 

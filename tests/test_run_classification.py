@@ -1,6 +1,6 @@
 """Tests for run_classification.py, driven through main([...]) on a tiny BERT trained from scratch.
 
-Every model, vocab and data file is written by the tests into pytest tmp dirs: nothing is downloaded and ../shared is
+Every model, vocab and data file is written by the tests into pytest tmp dirs: nothing is downloaded and the shared benchmark data is
 never read. Each training run is a few steps of a 2-layer, 32-wide BERT, so the whole file runs in about a minute on
 2 CPU cores.
 """
