@@ -29,13 +29,11 @@ Arguments can also come from one .json or .yaml file: `python run_classification
 """
 
 import codecs
-import dataclasses
 import hashlib
 import json
 import logging
 import math
 import os
-import sys
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -52,13 +50,21 @@ from transformers import (
     AutoTokenizer,
     DataCollatorWithPadding,
     EarlyStoppingCallback,
-    HfArgumentParser,
     Trainer,
-    TrainingArguments,
     set_seed,
 )
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import get_last_checkpoint
+
+from script_utils import (
+    DataError,
+    FineTuningTrainingArguments,
+    checkpoint_to_resume,
+    create_grouped_optimizer,
+    freeze_parameters,
+    parse_args,
+    run_main,
+    setup_logging,
+)
 
 import heads  # registers the custom heads (CNN, LSTM, attention, windows, ...) with the Auto classes
 
@@ -211,57 +217,19 @@ class DataTrainingArguments:
 
 
 @dataclass
-class ClassificationTrainingArguments(TrainingArguments):
-    """TrainingArguments with the defaults this recipe recommends (everything else as in transformers)."""
+class ClassificationTrainingArguments(FineTuningTrainingArguments):
+    """The recipe's TrainingArguments (script_utils) with batches grouped by length by default."""
 
-    warmup_steps: float = field(
-        default=0.1,
-        metadata={"help": "Linear warmup: a fraction of all steps if < 1 (default 0.1 = 10%), else a step count. "
-                  "The learning rate then decays linearly to 0."},
-    )
     train_sampling_strategy: str = field(
         default="group_by_length",
         metadata={"help": "group_by_length (default: batches of similar length, little padding), random, "
                   "sequential or batch_rebalance."},
     )
-    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps or epoch."})
-    save_strategy: str = field(default="epoch", metadata={"help": "When to save a checkpoint: no, steps or epoch."})
-    save_total_limit: Optional[int] = field(default=2, metadata={"help": "Keep at most N checkpoints (best kept)."})
-    logging_steps: float = field(default=50, metadata={"help": "Log the training loss every N steps."})
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Allow writing into an output_dir that already holds results."}
-    )
-    head_learning_rate: Optional[float] = field(
-        default=None,
-        metadata={"help": "Learning rate for everything outside the BERT body (classifier, CNN/LSTM/attention head), "
-                  "e.g. 1e-4 with --learning_rate 2e-5 for the body. Default: --learning_rate."},
-    )
-    layerwise_lr_decay: Optional[float] = field(
-        default=None,
-        metadata={"help": "E.g. 0.9: the top encoder layer (and pooler) gets --learning_rate, each layer below 0.9x "
-                  "the one above, the embeddings 0.9^num_layers x."},
-    )
-
-    def __post_init__(self):
-        # transformers turns do_eval on whenever eval_strategy != "no" (our default "epoch"); remember what the user
-        # asked so that --do_eval without --validation_file is still an error.
-        self.eval_requested = self.do_eval
-        mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-        if not torch.cuda.is_available() and not mps:
-            # A CPU-only machine: say so, or transformers runs torchrun/accelerate processes each on its own
-            # (world size 1) instead of as one DDP job (gloo), and refuses --bf16 (CPU autocast, ~1.5x faster here).
-            self.use_cpu = True
-            self.dataloader_pin_memory = False  # nothing to pin to; avoids a warning per dataloader
-        super().__post_init__()
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Reading data files: every problem becomes one clear line naming the file, the line and the fix
 # ----------------------------------------------------------------------------------------------------------------
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file, the line and the fix."""
 
 
 def file_format(path):
@@ -699,68 +667,8 @@ def plot_training_curves(log_history, path, metric="eval_accuracy"):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Fine-tuning strategies: freezing, per-group learning rates, class weights
+# Class weights (freezing and per-group learning rates live in script_utils.py: NER and QA use them too)
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def freeze_parameters(model, freeze, freeze_layers):
-    """Turn off gradients for (parts of) the BERT body; returns the number of frozen parameters."""
-    body = model.base_model_prefix + "."
-    layers = {int(i) for i in freeze_layers.split(",") if i.strip()} if freeze_layers else set()
-    n_layers = model.config.num_hidden_layers
-    if any(i < 0 or i >= n_layers for i in layers):
-        raise ValueError(f"--freeze_layers {freeze_layers}: the model has layers 0..{n_layers - 1}.")
-    frozen = 0
-    for name, param in model.named_parameters():
-        if not name.startswith(body):
-            continue
-        layer = encoder_layer_index(name)
-        if (freeze == "all" or (freeze == "embeddings" and ".embeddings." in name)
-                or (layer is not None and layer in layers)):
-            param.requires_grad = False
-            frozen += param.numel()
-    return frozen
-
-
-def encoder_layer_index(name):
-    """`bert.encoder.layer.3.attention...` -> 3; None for embeddings, pooler and head parameters."""
-    parts = name.split(".")
-    for i in range(len(parts) - 1):
-        if parts[i] == "layer" and parts[i + 1].isdigit() and i > 0 and parts[i - 1] == "encoder":
-            return int(parts[i + 1])
-    return None
-
-
-def parameter_groups(model, learning_rate, weight_decay, decay_names, head_learning_rate=None,
-                     layerwise_lr_decay=None):
-    """Optimizer groups: (learning rate, weight decay) per parameter.
-
-    * the BERT body (`model.base_model_prefix`) gets `learning_rate`, or with layer-wise decay
-      lr x decay^(num_layers - depth): embeddings depth 0, encoder layer i depth i+1, pooler depth num_layers;
-    * everything else (the task head) gets `head_learning_rate` (default `learning_rate`);
-    * weight decay only where `decay_names` says (never biases and LayerNorm weights);
-    * frozen parameters are left out.
-    Returns torch param groups [{"params", "lr", "weight_decay", "names"}].
-    """
-    body = model.base_model_prefix + "."
-    n_layers = model.config.num_hidden_layers
-    groups = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        if name.startswith(body):
-            lr = learning_rate
-            if layerwise_lr_decay is not None:
-                layer = encoder_layer_index(name)
-                depth = 0 if ".embeddings." in name else (layer + 1 if layer is not None else n_layers)
-                lr = learning_rate * layerwise_lr_decay ** (n_layers - min(depth, n_layers))
-        else:
-            lr = head_learning_rate if head_learning_rate is not None else learning_rate
-        decay = weight_decay if name in decay_names else 0.0
-        group = groups.setdefault((lr, decay), {"params": [], "lr": lr, "weight_decay": decay, "names": []})
-        group["params"].append(param)
-        group["names"].append(name)
-    return list(groups.values())
 
 
 def parse_weight(text, path):
@@ -815,16 +723,7 @@ class ClassificationTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
-            model = self.model if model is None else model
-            groups = parameter_groups(model, self.args.learning_rate, self.args.weight_decay,
-                                      set(self.get_decay_parameter_names(model)), self.args.head_learning_rate,
-                                      self.args.layerwise_lr_decay)
-            for group in groups:
-                logger.info(f"optimizer group: lr {group['lr']:.3g}, weight decay {group['weight_decay']}, "
-                            f"{sum(p.numel() for p in group['params']):,} parameters, e.g. {group['names'][0]}")
-            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
-            self.optimizer = optimizer_cls([{k: v for k, v in g.items() if k != "names"} for g in groups],
-                                           **optimizer_kwargs)
+            self.optimizer = create_grouped_optimizer(self, self.model if model is None else model, logger)
         return self.optimizer
 
     def _get_train_sampler(self, train_dataset=None):
@@ -848,57 +747,13 @@ class ClassificationTrainer(Trainer):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def parse_args(args=None):
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, ClassificationTrainingArguments))
-    args = sys.argv[1:] if args is None else list(args)
-    if len(args) == 1 and args[0].endswith(".json"):
-        return parser.parse_json_file(json_file=os.path.abspath(args[0]))
-    if len(args) == 1 and args[0].endswith((".yaml", ".yml")):
-        import yaml
-
-        with open(args[0], encoding="utf-8") as f:
-            values = yaml.safe_load(f) or {}
-        # PyYAML reads `1e-3` (no dot) as a string: turn such values into numbers for float fields.
-        float_fields = {f.name for dc in parser.dataclass_types for f in dataclasses.fields(dc) if "float" in str(f.type)}
-        values = {k: float(v) if k in float_fields and isinstance(v, str) else v for k, v in values.items()}
-        return parser.parse_dict(values)
-    return parser.parse_args_into_dataclasses(args=args)
-
-
 def main(args=None):
-    model_args, data_args, training_args = parse_args(args)
+    model_args, data_args, training_args = parse_args(
+        (ModelArguments, DataTrainingArguments, ClassificationTrainingArguments), args)
 
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stdout)], force=True)
-    # This script's own messages at INFO on the main process; transformers/datasets at --log_level (default warning).
-    log_level = training_args.get_process_log_level()
-    logger.setLevel(logging.INFO if training_args.should_log else log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
-    logger.info(f"Process rank {training_args.process_index}, device {training_args.device}, world size "
-                f"{training_args.world_size}, bf16 {training_args.bf16}, fp16 {training_args.fp16}")
-    if training_args.fp16 and not torch.cuda.is_available():
-        logger.warning("--fp16 on a CPU is about 100x slower than fp32; use --bf16 on CPU.")
+    setup_logging(logger, training_args)
 
-    # ---- Output directory: never overwrite results unless asked -------------------------------------------------
-    last_checkpoint = None
-    resume = training_args.resume_from_checkpoint
-    if training_args.do_train and os.path.isdir(training_args.output_dir):
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if resume in ("last", "true", "True"):
-            if last_checkpoint is None:
-                raise ValueError(f"--resume_from_checkpoint {resume}: no checkpoint-* folder in "
-                                 f"{training_args.output_dir}.")
-            resume = last_checkpoint
-        elif resume is None and os.listdir(training_args.output_dir) and not training_args.overwrite_output_dir:
-            raise ValueError(
-                f"Output directory {training_args.output_dir} already holds results"
-                + (f" and checkpoint {last_checkpoint}" if last_checkpoint else "")
-                + ". Pass --resume_from_checkpoint last to continue, --overwrite_output_dir to replace them, or "
-                  "choose another --output_dir.")
-    elif resume in ("last", "true", "True"):
-        raise ValueError(f"--resume_from_checkpoint {resume}: {training_args.output_dir} does not exist.")
-
+    resume = checkpoint_to_resume(training_args)  # never overwrites results unless asked
     set_seed(training_args.seed)
 
     # ---- Data: validate every file before anything heavy happens -------------------------------------------------
@@ -1287,9 +1142,4 @@ def main(args=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except DataError as e:
-        # Bad input is the user's to fix: one clear line, no traceback.
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)
