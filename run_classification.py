@@ -62,6 +62,7 @@ from script_utils import (
     create_grouped_optimizer,
     freeze_parameters,
     parse_args,
+    plot_training_curves,
     run_main,
     setup_logging,
 )
@@ -632,38 +633,6 @@ def plot_confusion_matrix(matrix, names, path, title):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def plot_training_curves(log_history, path, metric="eval_accuracy"):
-    """Loss (train and eval) and the eval metric per epoch, from trainer.state.log_history."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train = [(h["epoch"], h["loss"]) for h in log_history if "loss" in h and "epoch" in h]
-    evals = [h for h in log_history if "eval_loss" in h]
-    if not train and not evals:
-        return False
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
-    if train:
-        ax_loss.plot(*zip(*train), label="train loss", alpha=0.8)
-    if evals:
-        ax_loss.plot([h["epoch"] for h in evals], [h["eval_loss"] for h in evals], "o-", label="eval loss")
-        for key in (metric, "eval_macro_f1"):
-            points = [(h["epoch"], h[key]) for h in evals if key in h]
-            if points:
-                ax_metric.plot(*zip(*points), "o-", label=key)
-        ax_metric.legend()
-    ax_loss.set_xlabel("epoch")
-    ax_loss.legend()
-    ax_metric.set_xlabel("epoch")
-    ax_metric.set_title("evaluation")
-    ax_loss.set_title("loss")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
 
 
 # ----------------------------------------------------------------------------------------------------------------
