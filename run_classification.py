@@ -60,6 +60,7 @@ from script_utils import (
     FineTuningTrainingArguments,
     checkpoint_to_resume,
     create_grouped_optimizer,
+    finish_output_dir,
     freeze_parameters,
     parse_args,
     plot_training_curves,
@@ -697,10 +698,13 @@ class ClassificationTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):
         # transformers drops our precomputed "length" column before building its LengthGroupedSampler and then
-        # re-reads every row's input_ids to measure them; use the column instead.
+        # re-reads every row's input_ids to measure them; use the column instead. Grouped by the GLOBAL batch
+        # (x world_size): accelerate deals consecutive per-process batches to the processes, so N processes then see
+        # exactly the batches one process with an N times larger batch sees.
         if self.args.train_sampling_strategy == "group_by_length" and "length" in self.train_dataset.column_names:
-            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                        lengths=self.train_dataset["length"])
+            return LengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps * max(self.args.world_size, 1),
+                lengths=self.train_dataset["length"])
         return super()._get_train_sampler(train_dataset)
 
     def _get_eval_sampler(self, eval_dataset):
@@ -1098,6 +1102,13 @@ def main(args=None):
             logger.info(f"Predictions for {len(test)} texts: {path}")
             if has_labels:
                 results["predict"] = write_report(output_dir, "predict", labels, preds, label_list)
+
+    # ---- Hub-ready output directory: model card (README.md), then --push_to_hub -----------------------------------
+    if training_args.do_train:
+        row = raw["validation" if "validation" in raw else "train"][0]
+        example = {"text": row[text_columns[0]], "text_pair": row[text_columns[1]]} if is_pair else row[text_columns[0]]
+        finish_output_dir(trainer, "text-classification", logger=logger, data_files=files, example=example,
+                          base_model=model_args.model_name_or_path)
 
     # ---- The report, as the course shows it -----------------------------------------------------------------------
     if is_main and results:

@@ -73,6 +73,8 @@ from script_utils import (
     DataError,
     RecipeTrainingArguments,
     checkpoint_to_resume,
+    fill_mask_example,
+    finish_output_dir,
     parse_args,
     plot_training_curves,
     run_main,
@@ -877,6 +879,11 @@ def main(args=None):
             json.dump(summary, f, ensure_ascii=False, indent=2)
         logger.info(f"Checkpoint in {output_dir}: fine-tune it with run_classification.py / run_ner.py / run_qa.py "
                     f"--model_name_or_path {output_dir}")
+    if training_args.do_train:  # model card (README.md), then --push_to_hub
+        finish_output_dir(trainer, "fill-mask", logger=logger,
+                          data_files={"train": train_files, "validation": validation_files},
+                          example=None if data_args.streaming else fill_mask_example(tokenizer, train_dataset),
+                          base_model=model_args.model_name_or_path)
     return trainer
 
 

@@ -34,12 +34,23 @@ In run_classification.py, after `config = AutoConfig.from_pretrained(...)`:
 
 or in one call: `heads.build_model("cnn", "bert-base-chinese", num_labels=10, cnn_num_filters=256)`.
 Loading a plain BERT checkpoint into a head raises if any encoder weight is missing from it.
+
+Token-classification (NER) heads for run_ner.py live in configuration_token_heads.py / modeling_token_heads.py
+(softmax = BertForTokenClassification, lstm, crf, lstm_crf), registered with AutoModelForTokenClassification:
+`config = heads.token_head_config("crf", config, num_labels=..., id2label=...)`, see TOKEN_HEADS.
 """
 
 import dataclasses
 import os
 
-from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    BertConfig,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+)
 
 from .configuration_heads import POOLINGS as _HEAD_POOLINGS
 from .configuration_heads import (
@@ -50,6 +61,13 @@ from .configuration_heads import (
     BertPoolingConfig,
     BertWindowsConfig,
 )
+from .configuration_token_heads import (
+    BertTokenCRFConfig,
+    BertTokenLSTMConfig,
+    BertTokenLSTMCRFConfig,
+    token_head_config,
+    token_head_of,
+)
 from .modeling_heads import (
     BertAttentionForSequenceClassification,
     BertCNNForSequenceClassification,
@@ -57,6 +75,11 @@ from .modeling_heads import (
     BertLSTMForSequenceClassification,
     BertPoolingForSequenceClassification,
     BertWindowsForSequenceClassification,
+)
+from .modeling_token_heads import (
+    BertCRFForTokenClassification,
+    BertLSTMCRFForTokenClassification,
+    BertLSTMForTokenClassification,
 )
 
 POOLINGS = ("pooler",) + _HEAD_POOLINGS
@@ -74,6 +97,19 @@ HEAD_NAMES = tuple(HEADS)
 for _config_class, _model_class in HEADS.values():
     AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
     AutoModelForSequenceClassification.register(_config_class, _model_class, exist_ok=True)
+
+# Token-classification (NER) heads, for run_ner.py: --head name -> (config class, AutoModelForTokenClassification
+# class); "softmax" is transformers' BertForTokenClassification. Built with token_head_config(head, config, ...).
+TOKEN_HEADS = {
+    "softmax": (BertConfig, BertForTokenClassification),
+    "lstm": (BertTokenLSTMConfig, BertLSTMForTokenClassification),
+    "crf": (BertTokenCRFConfig, BertCRFForTokenClassification),
+    "lstm_crf": (BertTokenLSTMCRFConfig, BertLSTMCRFForTokenClassification),
+}
+TOKEN_HEAD_NAMES = tuple(TOKEN_HEADS)
+for _config_class, _model_class in list(TOKEN_HEADS.values())[1:]:
+    AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
+    AutoModelForTokenClassification.register(_config_class, _model_class, exist_ok=True)
 
 # Keys of an existing config that must not follow it into another config class.
 _NOT_CARRIED = ("model_type", "transformers_version", "architectures", "auto_map")
@@ -162,4 +198,7 @@ __all__ = [
     "BertWindowsConfig", "BertPoolingForSequenceClassification", "BertCNNForSequenceClassification",
     "BertLSTMForSequenceClassification", "BertGRUForSequenceClassification", "BertAttentionForSequenceClassification",
     "BertWindowsForSequenceClassification", "BertForSequenceClassification",
+    "TOKEN_HEADS", "TOKEN_HEAD_NAMES", "token_head_config", "token_head_of", "BertTokenLSTMConfig", "BertTokenCRFConfig",
+    "BertTokenLSTMCRFConfig", "BertLSTMForTokenClassification", "BertCRFForTokenClassification",
+    "BertLSTMCRFForTokenClassification", "BertForTokenClassification",
 ]
