@@ -28,7 +28,6 @@ What differs from the Hugging Face example (on purpose):
 Arguments can also come from one .json or .yaml file: `python run_classification.py args.yaml`.
 """
 
-import codecs
 import hashlib
 import json
 import logging
@@ -57,6 +56,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from script_utils import (
     DataError,
+    decoded_lines,
     FineTuningTrainingArguments,
     checkpoint_to_resume,
     create_grouped_optimizer,
@@ -243,36 +243,6 @@ def file_format(path):
     if ext in (".json", ".jsonl"):
         return "json"
     raise DataError(f"{path}: unknown extension '{ext}'; use .tsv/.txt (tab-separated), .csv or .json/.jsonl.")
-
-
-def decoded_lines(path):
-    """Yield (line_number, text) with line endings removed. Decoding line by line finds the exact bad line."""
-    if not os.path.isfile(path):
-        raise DataError(f"{path}: file not found.")
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                encoding = guess_encoding(path)
-                raise DataError(f"{path}:{line_no}: not UTF-8 (looks like {encoding}); convert it first, e.g. "
-                                f"iconv -f {encoding} -t UTF-8 {path} > utf8_{os.path.basename(path)}")
-            if line_no == 1:
-                text = text.lstrip("\ufeff")  # a UTF-8 byte-order mark from Windows editors
-            yield line_no, text.rstrip("\r\n")
-
-
-def guess_encoding(path):
-    with open(path, "rb") as f:
-        raw = f.read(1 << 20)
-    for encoding in ("gb18030", "big5", "utf-16"):
-        try:
-            # incremental: the 1 MiB cut may split a multi-byte character
-            codecs.getincrementaldecoder(encoding)().decode(raw, final=False)
-            return encoding.upper()
-        except UnicodeDecodeError:
-            continue
-    return "an unknown encoding"
 
 
 DEFAULT_TEXT_COLUMNS = (("sentence1", "sentence2"), ("text_a", "text_b"), ("text",), ("text_a",), ("sentence",))

@@ -40,7 +40,6 @@ character-level).
 Arguments can also come from one .json or .yaml file: `python run_mlm.py args.yaml`.
 """
 
-import codecs
 import csv
 import hashlib
 import json
@@ -71,6 +70,7 @@ from transformers.models.bert.modeling_bert import BertForPreTrainingOutput
 
 from script_utils import (
     DataError,
+    decoded_lines,
     RecipeTrainingArguments,
     checkpoint_to_resume,
     fill_mask_example,
@@ -209,25 +209,9 @@ def corpus_format(path):
     raise DataError(f"{path}: unknown extension '{ext}'; use .txt, .tsv, .csv or .json/.jsonl.")
 
 
-def numbered_lines(path):
-    """(line number, text without newline); non-UTF-8 bytes stop with the line that has them."""
-    if not os.path.isfile(path):
-        raise DataError(f"{path}: file not found.")
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise DataError(f"{path}:{line_no}: not UTF-8; convert the file first, e.g. "
-                                f"`iconv -f GB18030 -t UTF-8 {path} > fixed.txt`.")
-            if line_no == 1:
-                line = line.lstrip(codecs.BOM_UTF8.decode())
-            yield line_no, line.rstrip("\r\n")
-
-
 def has_blank_separators(path):
     seen_text = False
-    for _, line in numbered_lines(path):
+    for _, line in decoded_lines(path):
         if line.strip():
             seen_text = True
         elif seen_text:
@@ -248,7 +232,7 @@ def read_documents(path, data_args, nsp=False):
             layout = "blank_line" if has_blank_separators(path) else "line"
         if layout == "blank_line":
             sentences, start = [], None
-            for line_no, line in numbered_lines(path):
+            for line_no, line in decoded_lines(path):
                 if line.strip():
                     start = start or line_no
                     sentences.append(line.strip())
@@ -258,12 +242,12 @@ def read_documents(path, data_args, nsp=False):
             if sentences:
                 yield {"sentences": sentences, "line": start}
             return
-        rows = ((line_no, line) for line_no, line in numbered_lines(path))
+        rows = ((line_no, line) for line_no, line in decoded_lines(path))
     elif fmt == "tsv":
         column = data_args.tsv_text_column
 
         def tsv_rows():
-            for line_no, line in numbered_lines(path):
+            for line_no, line in decoded_lines(path):
                 fields = line.split("\t")
                 if not line.strip():
                     continue
@@ -286,7 +270,7 @@ def read_documents(path, data_args, nsp=False):
         rows = csv_rows()
     else:
         def json_rows():
-            for line_no, line in numbered_lines(path):
+            for line_no, line in decoded_lines(path):
                 if not line.strip():
                     continue
                 try:

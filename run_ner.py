@@ -50,7 +50,6 @@ predict_tags.conll, predict_cluener.json (CLUENER input) and predict_entity_repo
 Arguments can also come from one .json or .yaml file: `python run_ner.py args.yaml`.
 """
 
-import codecs
 import json
 import logging
 import os
@@ -77,6 +76,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from script_utils import (
     DataError,
+    decoded_lines,
     FineTuningTrainingArguments,
     checkpoint_to_resume,
     create_grouped_optimizer,
@@ -231,35 +231,6 @@ class NERTrainingArguments(FineTuningTrainingArguments):
 # ----------------------------------------------------------------------------------------------------------------
 # Reading data files: every problem becomes one clear line naming the file, the line and the fix
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def decoded_lines(path):
-    """Yield (line_number, text) with line endings removed. Decoding line by line finds the exact bad line."""
-    if not os.path.isfile(path):
-        raise DataError(f"{path}: file not found.")
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                encoding = guess_encoding(path)
-                raise DataError(f"{path}:{line_no}: not UTF-8 (looks like {encoding}); convert it first, e.g. "
-                                f"iconv -f {encoding} -t UTF-8 {path} > utf8_{os.path.basename(path)}")
-            if line_no == 1:
-                text = text.lstrip("\ufeff")  # a UTF-8 byte-order mark from Windows editors
-            yield line_no, text.rstrip("\r\n")
-
-
-def guess_encoding(path):
-    with open(path, "rb") as f:
-        raw = f.read(1 << 20)
-    for encoding in ("gb18030", "big5", "utf-16"):
-        try:
-            codecs.getincrementaldecoder(encoding)().decode(raw, final=False)
-            return encoding.upper()
-        except UnicodeDecodeError:
-            continue
-    return "an unknown encoding"
 
 
 # Tag prefixes of every scheme, read as BIOES: BMES' M and BIO's I are "inside", BILOU's L/U are E/S.

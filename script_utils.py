@@ -4,6 +4,7 @@ and the fine-tuning optimizer groups (head learning rate, layer-wise decay, no d
 Each script reads top to bottom on its own; this module only holds what two or more of them would otherwise repeat.
 """
 
+import codecs
 import dataclasses
 import logging
 import os
@@ -20,6 +21,36 @@ from transformers.trainer_utils import get_last_checkpoint
 
 class DataError(ValueError):
     """Bad input data; the message names the file, the line and the fix."""
+
+
+def decoded_lines(path):
+    """Yield (line_number, text) with line endings removed. Decoding line by line finds the exact bad line."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: file not found.")
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                encoding = guess_encoding(path)
+                raise DataError(f"{path}:{line_no}: not UTF-8 (looks like {encoding}); convert it first, e.g. "
+                                f"iconv -f {encoding} -t UTF-8 {path} > utf8_{os.path.basename(path)}")
+            if line_no == 1:
+                text = text.lstrip("\ufeff")  # a UTF-8 byte-order mark from Windows editors
+            yield line_no, text.rstrip("\r\n")
+
+
+def guess_encoding(path):
+    with open(path, "rb") as f:
+        raw = f.read(1 << 20)
+    for encoding in ("gb18030", "big5", "utf-16"):
+        try:
+            # incremental: the 1 MiB cut may split a multi-byte character
+            codecs.getincrementaldecoder(encoding)().decode(raw, final=False)
+            return encoding.upper()
+        except UnicodeDecodeError:
+            continue
+    return "an unknown encoding"
 
 
 # ----------------------------------------------------------------------------------------------------------------
