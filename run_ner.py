@@ -76,6 +76,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from script_utils import (
     DataError,
+    data_files,
     decoded_lines,
     FineTuningTrainingArguments,
     checkpoint_to_resume,
@@ -886,19 +887,7 @@ def main(args=None):
     set_seed(training_args.seed)
 
     # ---- Data: read and check every file before anything heavy happens -------------------------------------------
-    if training_args.eval_requested and not data_args.validation_file:
-        raise ValueError("--do_eval needs --validation_file.")
-    files = {"train": data_args.train_file if training_args.do_train else None,
-             "validation": data_args.validation_file if training_args.do_eval else None,
-             "test": data_args.test_file if training_args.do_predict else None}
-    for split, flag in (("train", "--do_train"), ("test", "--do_predict")):
-        if files[split] is None and (training_args.do_train if split == "train" else training_args.do_predict):
-            raise ValueError(f"{flag} needs --{split}_file.")
-    files = {k: v for k, v in files.items() if v}
-    if not files:
-        raise ValueError("Nothing to do: pass --do_train/--do_eval/--do_predict with the matching data files.")
-    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
-              "test": data_args.max_predict_samples}
+    files, limits = data_files(data_args, training_args)  # split -> path, split -> --max_*_samples
     sentences, readers = {}, {}
     for split, path in files.items():
         readers[split] = reader = FileReader(path, data_args, limits[split])

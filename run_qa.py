@@ -68,6 +68,7 @@ from transformers.trainer_utils import speed_metrics
 
 from script_utils import (
     DataError,
+    data_files,
     FineTuningTrainingArguments,
     checkpoint_to_resume,
     create_grouped_optimizer,
@@ -780,19 +781,7 @@ def main(args=None):
     resume = checkpoint_to_resume(training_args)  # never overwrites results unless asked
     set_seed(training_args.seed)
 
-    if training_args.eval_requested and not data_args.validation_file:
-        raise ValueError("--do_eval needs --validation_file.")
-    files = {"train": data_args.train_file if training_args.do_train else None,
-             "validation": data_args.validation_file if training_args.do_eval else None,
-             "test": data_args.test_file if training_args.do_predict else None}
-    for split, flag in (("train", "--do_train"), ("test", "--do_predict")):
-        if files[split] is None and (training_args.do_train if split == "train" else training_args.do_predict):
-            raise ValueError(f"{flag} needs --{split}_file.")
-    files = {k: v for k, v in files.items() if v}
-    if not files:
-        raise ValueError("Nothing to do: pass --do_train/--do_eval/--do_predict with the matching data files.")
-    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
-              "test": data_args.max_predict_samples}
+    files, limits = data_files(data_args, training_args)  # split -> path, split -> --max_*_samples
 
     # ---- Settings: flags given win; without training, a trained model's saved settings (config.json,
     # "question_answering") come next, so it sees questions encoded as in training; then the recipe's defaults.
