@@ -42,25 +42,22 @@ import datasets
 import numpy as np
 import torch
 import transformers
-from torch.utils.data import SequentialSampler
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
     EarlyStoppingCallback,
-    Trainer,
     set_seed,
 )
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from script_utils import (
     DataError,
+    FineTuningTrainer,
     data_files,
     decoded_lines,
     FineTuningTrainingArguments,
     checkpoint_to_resume,
-    create_grouped_optimizer,
     finish_output_dir,
     freeze_parameters,
     parse_args,
@@ -641,7 +638,7 @@ def read_class_weights(spec, label_list, train_label_ids):
     return torch.tensor(weights, dtype=torch.float32)
 
 
-class ClassificationTrainer(Trainer):
+class ClassificationTrainer(FineTuningTrainer):
     """Trainer with the recipe's optimizer groups, optional class weights, and evaluation in dataset order."""
 
     def __init__(self, *args, class_weights=None, **kwargs):
@@ -649,10 +646,6 @@ class ClassificationTrainer(Trainer):
             kwargs["compute_loss_func"] = self.weighted_cross_entropy
         self.class_weights = class_weights
         super().__init__(*args, **kwargs)
-        if self.compute_loss_func is None:
-            # transformers takes a forward(**kwargs) as "normalises the loss over the accumulated batch itself" and
-            # then skips dividing by gradient_accumulation_steps; the classification models return a plain mean.
-            self.model_accepts_loss_kwargs = False
 
     def weighted_cross_entropy(self, outputs, labels, num_items_in_batch=None):
         logits = outputs["logits"].float()  # fp32 loss under mixed precision
@@ -661,29 +654,6 @@ class ClassificationTrainer(Trainer):
         # With compute_loss_func the Trainer does not divide by gradient accumulation steps: normalise by the number
         # of examples in the whole accumulated batch, as the unweighted loss does.
         return loss / (num_items_in_batch if num_items_in_batch is not None else labels.numel())
-
-    def create_optimizer(self, model=None):
-        if self.optimizer is None:
-            self.optimizer = create_grouped_optimizer(self, self.model if model is None else model, logger)
-        return self.optimizer
-
-    def _get_train_sampler(self, train_dataset=None):
-        # transformers drops our precomputed "length" column before building its LengthGroupedSampler and then
-        # re-reads every row's input_ids to measure them; use the column instead. Grouped by the GLOBAL batch
-        # (x world_size): accelerate deals consecutive per-process batches to the processes, so N processes then see
-        # exactly the batches one process with an N times larger batch sees.
-        if self.args.train_sampling_strategy == "group_by_length" and "length" in self.train_dataset.column_names:
-            return LengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps * max(self.args.world_size, 1),
-                lengths=self.train_dataset["length"])
-        return super()._get_train_sampler(train_dataset)
-
-    def _get_eval_sampler(self, eval_dataset):
-        # With train_sampling_strategy=group_by_length transformers also shuffles evaluation batches by length; we
-        # sort evaluation sets by length ourselves (same speed) and keep that order so predictions map back to rows.
-        if self.args.world_size <= 1:
-            return SequentialSampler(eval_dataset)
-        return None  # distributed: accelerate shards in order and gathers back in order
 
 
 # ----------------------------------------------------------------------------------------------------------------

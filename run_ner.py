@@ -62,25 +62,22 @@ import datasets
 import numpy as np
 import torch
 import transformers
-from torch.utils.data import SequentialSampler
 from transformers import (
     AutoConfig,
     AutoModelForTokenClassification,
     AutoTokenizer,
     DataCollatorForTokenClassification,
     EarlyStoppingCallback,
-    Trainer,
     set_seed,
 )
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from script_utils import (
     DataError,
+    FineTuningTrainer,
     data_files,
     decoded_lines,
     FineTuningTrainingArguments,
     checkpoint_to_resume,
-    create_grouped_optimizer,
     finish_output_dir,
     freeze_parameters,
     parse_args,
@@ -842,39 +839,6 @@ def write_predictions(output_dir, sentences, pred_tags, gold_tags, scheme, stric
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Trainer
-# ----------------------------------------------------------------------------------------------------------------
-
-
-class NERTrainer(Trainer):
-    """Trainer with the recipe's optimizer groups (--head_learning_rate reaches the CRF), length-grouped batches
-    from the precomputed lengths, and evaluation in dataset order (chunks map back to sentences)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # transformers takes a forward(**kwargs) as "normalises the loss over the accumulated batch itself" and then
-        # skips dividing by gradient_accumulation_steps; these models return a plain mean.
-        self.model_accepts_loss_kwargs = False
-
-    def create_optimizer(self, model=None):
-        if self.optimizer is None:
-            self.optimizer = create_grouped_optimizer(self, self.model if model is None else model, logger)
-        return self.optimizer
-
-    def _get_train_sampler(self, train_dataset=None):
-        if self.args.train_sampling_strategy == "group_by_length" and "length" in self.train_dataset.column_names:
-            return LengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps * max(self.args.world_size, 1),
-                lengths=self.train_dataset["length"])  # the global batch: N processes train what 1 process would
-        return super()._get_train_sampler(train_dataset)
-
-    def _get_eval_sampler(self, eval_dataset):
-        if self.args.world_size <= 1:
-            return SequentialSampler(eval_dataset)
-        return None  # distributed: accelerate shards in order and gathers back in order
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # main
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -1082,7 +1046,7 @@ def main(args=None):
         tags = predict_tags("validation", eval_pred.predictions)
         return entity_metrics(gold["validation"], tags, scheme, data_args.strict)[0]
 
-    trainer = NERTrainer(
+    trainer = FineTuningTrainer(
         model=model,
         args=training_args,
         train_dataset=encoded.get("train"),

@@ -53,25 +53,22 @@ from typing import Optional
 import datasets
 import numpy as np
 import transformers
-from torch.utils.data import SequentialSampler
 from transformers import (
     AutoConfig,
     AutoModelForQuestionAnswering,
     AutoTokenizer,
     DataCollatorWithPadding,
     EarlyStoppingCallback,
-    Trainer,
     set_seed,
 )
-from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import speed_metrics
 
 from script_utils import (
     DataError,
+    FineTuningTrainer,
     data_files,
     FineTuningTrainingArguments,
     checkpoint_to_resume,
-    create_grouped_optimizer,
     finish_output_dir,
     freeze_parameters,
     parse_args,
@@ -695,34 +692,12 @@ def qa_metrics(golds, predictions, metric="cmrc2018", null_odds=None, best_answe
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class QATrainer(Trainer):
+class QATrainer(FineTuningTrainer):
     def __init__(self, *args, train_examples=None, eval_examples=None, answer_settings=None, **kwargs):
         super().__init__(*args, **kwargs)
         # The questions behind the windows (a window's "example_index" is a row of these).
         self.train_examples, self.eval_examples = train_examples, eval_examples
         self.answer_settings = answer_settings or {}
-        # transformers takes a forward(**kwargs) as "normalises the loss over the accumulated batch itself" and then
-        # skips dividing by gradient_accumulation_steps; BertForQuestionAnswering returns a plain mean.
-        self.model_accepts_loss_kwargs = False
-
-    def create_optimizer(self, model=None):
-        if self.optimizer is None:
-            self.optimizer = create_grouped_optimizer(self, self.model if model is None else model, logger)
-        return self.optimizer
-
-    def _get_train_sampler(self, train_dataset=None):
-        # Use the precomputed "length" column instead of letting transformers re-read every row's input_ids.
-        if self.args.train_sampling_strategy == "group_by_length" and "length" in self.train_dataset.column_names:
-            return LengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps * max(self.args.world_size, 1),
-                lengths=self.train_dataset["length"])  # the global batch: N processes train what 1 process would
-        return super()._get_train_sampler(train_dataset)
-
-    def _get_eval_sampler(self, eval_dataset):
-        # Windows are mapped back to their questions by position: keep the dataset order (already sorted by length).
-        if self.args.world_size <= 1:
-            return SequentialSampler(eval_dataset)
-        return None  # distributed: accelerate shards in order and gathers back in order
 
     def predict_answers(self, features, examples, prefix, ignore_keys=None):
         """Run the model over every window of `features`, turn the logits into answers, score them when `examples`

@@ -15,7 +15,9 @@ from typing import Optional
 import datasets
 import torch
 import transformers
-from transformers import HfArgumentParser, TrainingArguments
+from torch.utils.data import SequentialSampler
+from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
 
 
@@ -777,3 +779,38 @@ def create_grouped_optimizer(trainer, model, logger):
                     f"{sum(p.numel() for p in group['params']):,} parameters, e.g. {group['names'][0]}")
     optimizer_cls, optimizer_kwargs = trainer.get_optimizer_cls_and_kwargs(trainer.args, model)
     return optimizer_cls([{k: v for k, v in g.items() if k != "names"} for g in groups], **optimizer_kwargs)
+
+
+class FineTuningTrainer(Trainer):
+    """Trainer for the fine-tuning scripts: the recipe's optimizer groups (head learning rate, layer-wise decay, no
+    decay on bias/LayerNorm), length-grouped batches from the precomputed "length" column, evaluation in dataset
+    order (predictions map back to rows, chunks and windows by position)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.compute_loss_func is None:
+            # transformers takes a forward(**kwargs) as "normalises the loss over the accumulated batch itself" and
+            # then skips dividing by gradient_accumulation_steps; these models return a plain mean.
+            self.model_accepts_loss_kwargs = False
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            self.optimizer = create_grouped_optimizer(self, self.model if model is None else model,
+                                                      logging.getLogger(type(self).__module__))
+        return self.optimizer
+
+    def _get_train_sampler(self, train_dataset=None):
+        # transformers drops the precomputed "length" column before building its LengthGroupedSampler and then
+        # re-reads every row's input_ids to measure them; use the column instead.
+        if self.args.train_sampling_strategy == "group_by_length" and "length" in self.train_dataset.column_names:
+            return LengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps * max(self.args.world_size, 1),
+                lengths=self.train_dataset["length"])  # the global batch: N processes train what 1 process would
+        return super()._get_train_sampler(train_dataset)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # transformers would shuffle evaluation batches by length too; the scripts sort evaluation sets themselves
+        # and keep that order so predictions map back by position.
+        if self.args.world_size <= 1:
+            return SequentialSampler(eval_dataset)
+        return None  # distributed: accelerate shards in order and gathers back in order

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import helpers as h  # noqa: E402  (also puts the repo root on sys.path and switches the Hub offline)
@@ -97,7 +98,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(model_dir, data, tmp
     resumed_step = load_json(Path(resume_point) / "trainer_state.json")["global_step"]
 
     steps, resumed_from = [], []
-    original_step, original_train = rc.Trainer.training_step, rc.Trainer.train
+    original_step, original_train = transformers.Trainer.training_step, transformers.Trainer.train
 
     def counting_step(self, *a, **k):
         steps.append(1)
@@ -107,8 +108,8 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(model_dir, data, tmp
         resumed_from.append(resume_from_checkpoint)
         return original_train(self, resume_from_checkpoint=resume_from_checkpoint, **k)
 
-    monkeypatch.setattr(rc.Trainer, "training_step", counting_step)
-    monkeypatch.setattr(rc.Trainer, "train", recording_train)
+    monkeypatch.setattr(transformers.Trainer, "training_step", counting_step)
+    monkeypatch.setattr(transformers.Trainer, "train", recording_train)
     resumed = rc.main(args + ["--resume_from_checkpoint", "last"])
     assert resumed_from == [resume_point]
     # the leftovers were moved aside before training: the Trainer's checkpoint rotation kept the new, good ones

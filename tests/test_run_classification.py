@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import helpers as h  # noqa: E402  (also puts the repo root on sys.path and switches the Hub offline)
@@ -630,7 +631,7 @@ def test_resume_from_last_checkpoint_continues_and_finishes(model_dir, tmp_path,
         run(model_dir, out, *data, epochs=3, save="epoch")
 
     steps, resumed_from = [], []
-    original_step, original_train = rc.Trainer.training_step, rc.Trainer.train
+    original_step, original_train = transformers.Trainer.training_step, transformers.Trainer.train
 
     def counting_step(self, *args, **kwargs):
         steps.append(1)
@@ -640,8 +641,8 @@ def test_resume_from_last_checkpoint_continues_and_finishes(model_dir, tmp_path,
         resumed_from.append(resume_from_checkpoint)
         return original_train(self, resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
-    monkeypatch.setattr(rc.Trainer, "training_step", counting_step)  # the script's Trainer subclass inherits these
-    monkeypatch.setattr(rc.Trainer, "train", recording_train)
+    monkeypatch.setattr(transformers.Trainer, "training_step", counting_step)  # the script's Trainer subclass inherits these
+    monkeypatch.setattr(transformers.Trainer, "train", recording_train)
     second = run(model_dir, out, *data, "--resume_from_checkpoint", "last", epochs=3, save="epoch")
     assert resumed_from == [str(out / "checkpoint-8")]
     assert len(steps) == 4  # only the third epoch is trained

@@ -1,7 +1,7 @@
 """Tests for run_ner.py and the token-classification heads (heads/modeling_token_heads.py).
 
 Everything runs through `run_ner.main()` on a tiny BERT (hidden 32, 2 layers) with fixtures written here; nothing is
-downloaded and nothing is read from ../shared. The CRF is also checked on its own against brute force.
+downloaded and none of the benchmark datasets is read. The CRF is also checked on its own against brute force.
 
 Run with: pytest -q tests/test_run_ner.py --durations=5
 """
