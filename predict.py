@@ -44,9 +44,18 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
-from script_utils import DataError, run_main
+from script_utils import DataError, cpu_bf16_is_fast, run_main
 
 logger = logging.getLogger("predict")
+
+
+def cpu_precision(precision, device):
+    """bf16 only where the CPU computes it fast (see script_utils.cpu_bf16_is_fast); fp32 otherwise, with a warning."""
+    if precision == "bf16" and device.type == "cpu" and not cpu_bf16_is_fast():
+        logger.warning("--bf16 ignored, running in fp32: this CPU has no bf16 matrix instructions (AVX512-BF16/AMX), "
+                       "so bf16 would be 10-100x slower than fp32 here.")
+        return "fp32"
+    return precision
 
 # Where a trained model's config keeps the encoding settings its script used; the key decides the task.
 TASK_SETTINGS = {
@@ -220,6 +229,7 @@ class ClassificationPredictor:
             raise ValueError(f"precision {precision!r}: fp32, bf16 or fp16.")
         if precision == "fp16" and self.device.type == "cpu":
             raise ValueError("fp16 on a CPU is about 100x slower than fp32; use bf16.")
+        self.precision = precision = cpu_precision(precision, self.device)
         if precision != "fp32" and onnx_path:
             raise ValueError("--bf16/--fp16 apply to PyTorch; the ONNX model runs as exported (fp32).")
 
@@ -350,7 +360,7 @@ class _TorchPredictor:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if precision == "fp16" and self.device.type == "cpu":
             raise ValueError("fp16 on a CPU is about 100x slower than fp32; use bf16.")
-        self.precision = precision
+        self.precision = cpu_precision(precision, self.device)
         self.model = getattr(transformers, self.auto_class).from_pretrained(
             model_dir, config=self.config, trust_remote_code=trust_remote_code).to(self.device).eval()
 

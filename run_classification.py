@@ -52,6 +52,7 @@ from transformers import (
 )
 
 from script_utils import (
+    collapse_warning,
     DataError,
     FineTuningTrainer,
     data_files,
@@ -214,17 +215,6 @@ class DataTrainingArguments:
     )
     preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for tokenization."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Re-tokenize instead of using the cache."})
-
-
-@dataclass
-class ClassificationTrainingArguments(FineTuningTrainingArguments):
-    """The recipe's TrainingArguments (script_utils) with batches grouped by length by default."""
-
-    train_sampling_strategy: str = field(
-        default="group_by_length",
-        metadata={"help": "group_by_length (default: batches of similar length, little padding), random, "
-                  "sequential or batch_rebalance."},
-    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -525,6 +515,9 @@ def compute_metrics(eval_pred):
 
     logits, labels = eval_pred
     preds = np.argmax(logits, axis=-1)
+    warning = collapse_warning(preds, labels)
+    if warning:
+        logger.warning(warning)
     return {
         "accuracy": float(accuracy_score(labels, preds)),
         "macro_f1": float(f1_score(labels, preds, average="macro", zero_division=0)),
@@ -568,6 +561,10 @@ def write_report(output_dir, split, labels, preds, label_names):
     report = classification_report(labels, preds, labels=ids, target_names=label_names, output_dict=True,
                                    zero_division=0)
     matrix = confusion_matrix(labels, preds, labels=ids)
+    warning = collapse_warning(preds, labels, name_of=lambda i: f"class '{label_names[i]}'")
+    if warning:
+        text = f"WARNING: {warning}\n\n{text}"
+        report["warning"] = warning
     with open(os.path.join(output_dir, f"{split}_classification_report.txt"), "w", encoding="utf-8") as f:
         f.write(text)
     with open(os.path.join(output_dir, f"{split}_classification_report.json"), "w", encoding="utf-8") as f:
@@ -663,7 +660,7 @@ class ClassificationTrainer(FineTuningTrainer):
 
 def main(args=None):
     model_args, data_args, training_args = parse_args(
-        (ModelArguments, DataTrainingArguments, ClassificationTrainingArguments), args)
+        (ModelArguments, DataTrainingArguments, FineTuningTrainingArguments), args)
 
     setup_logging(logger, training_args)
 

@@ -62,7 +62,6 @@ from transformers import (
     AutoTokenizer,
     BertForMaskedLM,
     BertForPreTraining,
-    Trainer,
     set_seed,
 )
 from transformers.modeling_outputs import MaskedLMOutput
@@ -71,6 +70,7 @@ from transformers.models.bert.modeling_bert import BertForPreTrainingOutput
 from script_utils import (
     DataError,
     decoded_lines,
+    RecipeTrainer,
     RecipeTrainingArguments,
     checkpoint_to_resume,
     fill_mask_example,
@@ -172,11 +172,6 @@ class DataTrainingArguments:
 class PretrainingArguments(RecipeTrainingArguments):
     """The recipe's TrainingArguments (script_utils) with what pretraining needs."""
 
-    train_sampling_strategy: str = field(
-        default="group_by_length",
-        metadata={"help": "group_by_length (default: batches of similar length; matters with --line_by_line), "
-                  "random, sequential or batch_rebalance."},
-    )
     # The collator needs columns the model does not take (word_starts for whole-word masking).
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collator."})
 
@@ -814,7 +809,7 @@ def main(args=None):
         if training_args.eval_requested:
             raise ValueError("--do_eval needs --validation_file or --validation_split_percentage > 0.")
         training_args.eval_strategy = "no"
-    trainer = Trainer(
+    trainer = RecipeTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
@@ -824,9 +819,6 @@ def main(args=None):
         compute_metrics=compute_metrics if eval_dataset is not None else None,
         preprocess_logits_for_metrics=reduce_logits if eval_dataset is not None else None,
     )
-    # BERT's MLM loss is a plain mean per batch: with gradient accumulation the Trainer must divide it by the number
-    # of accumulation steps (it skips that for models whose forward takes **kwargs, as BERT's does).
-    trainer.model_accepts_loss_kwargs = False
     output_dir = training_args.output_dir
     is_main = trainer.is_world_process_zero()
     if training_args.do_train:

@@ -72,6 +72,7 @@ from transformers import (
 )
 
 from script_utils import (
+    collapse_warning,
     DataError,
     FineTuningTrainer,
     data_files,
@@ -212,17 +213,6 @@ class DataTrainingArguments:
     )
     training_curves: bool = field(
         default=True, metadata={"help": "Write training_curves.png (loss, validation F1 per evaluation)."}
-    )
-
-
-@dataclass
-class NERTrainingArguments(FineTuningTrainingArguments):
-    """The recipe's TrainingArguments (script_utils) with batches grouped by length by default."""
-
-    train_sampling_strategy: str = field(
-        default="group_by_length",
-        metadata={"help": "group_by_length (default: batches of similar length, little padding), random, "
-                  "sequential or batch_rebalance."},
     )
 
 
@@ -794,6 +784,12 @@ def entity_dicts(sentence, tags, scheme, strict):
             for t, s, e in entities_of(tags, scheme, strict)]
 
 
+def no_entity_collapse(pred_tags, gold_tags):
+    """The collapse warning when >= 95% of sentences get no entity though fewer than 90% have none."""
+    return collapse_warning([set(t) <= {"O"} for t in pred_tags], [set(t) <= {"O"} for t in gold_tags],
+                            name_of=lambda only_o: "no entity" if only_o else "entities")
+
+
 def write_reports(output_dir, split, metrics, text, report, strict, scheme):
     with open(os.path.join(output_dir, f"{split}_entity_report.txt"), "w", encoding="utf-8") as f:
         f.write(f"entity-level, seqeval {'strict' if strict else 'default (conlleval)'} mode, scheme {scheme}\n\n")
@@ -844,7 +840,7 @@ def write_predictions(output_dir, sentences, pred_tags, gold_tags, scheme, stric
 
 
 def main(args=None):
-    model_args, data_args, training_args = parse_args((ModelArguments, DataTrainingArguments, NERTrainingArguments),
+    model_args, data_args, training_args = parse_args((ModelArguments, DataTrainingArguments, FineTuningTrainingArguments),
                                                       args)
     setup_logging(logger, training_args)
     resume = checkpoint_to_resume(training_args)  # never overwrites results unless asked
@@ -1044,6 +1040,9 @@ def main(args=None):
 
     def compute_metrics(eval_pred):  # the validation set, during training
         tags = predict_tags("validation", eval_pred.predictions)
+        warning = no_entity_collapse(tags, gold["validation"])
+        if warning:
+            logger.warning(warning)
         return entity_metrics(gold["validation"], tags, scheme, data_args.strict)[0]
 
     trainer = FineTuningTrainer(
@@ -1086,6 +1085,9 @@ def main(args=None):
         metrics = dict(output.metrics, **{f"{prefix}_samples": len(sentences[split])})
         if gold[split] is not None:
             entity, text, report = entity_metrics(gold[split], tags, scheme, data_args.strict)
+            warning = no_entity_collapse(tags, gold[split])
+            if warning:
+                text, report["warning"] = f"WARNING: {warning}\n\n{text}", warning
             metrics.update({f"{prefix}_{k}": v for k, v in entity.items()})
             if is_main:
                 write_reports(output_dir, prefix, entity, text, report, data_args.strict, scheme)

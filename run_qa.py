@@ -184,17 +184,6 @@ class DataTrainingArguments:
     overwrite_cache: bool = field(default=False, metadata={"help": "Re-tokenize instead of using the cache."})
 
 
-@dataclass
-class QATrainingArguments(FineTuningTrainingArguments):
-    """The recipe's TrainingArguments (script_utils) with batches grouped by length by default."""
-
-    train_sampling_strategy: str = field(
-        default="group_by_length",
-        metadata={"help": "group_by_length (default: batches of similar length, little padding), random, "
-                  "sequential or batch_rebalance."},
-    )
-
-
 DEFAULTS = {"max_seq_length": 384, "doc_stride": 128, "max_query_length": 64, "max_answer_length": 30,
             "version_2_with_negative": False}
 
@@ -748,7 +737,7 @@ def write_json(path, obj):
 
 
 def main(args=None):
-    model_args, data_args, training_args = parse_args((ModelArguments, DataTrainingArguments, QATrainingArguments),
+    model_args, data_args, training_args = parse_args((ModelArguments, DataTrainingArguments, FineTuningTrainingArguments),
                                                       args)
 
     setup_logging(logger, training_args)

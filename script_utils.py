@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import datasets
+import numpy as np
 import torch
 import transformers
-from torch.utils.data import SequentialSampler
+from torch.utils.data import Sampler, SequentialSampler
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
@@ -60,6 +61,24 @@ def guess_encoding(path):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def cpu_bf16_is_fast():
+    """Whether bf16 matrix products beat fp32 on this CPU. With AVX512-BF16 or AMX they run ~2x faster; without them
+    (e.g. AVX2-only CPUs) PyTorch falls back to code 10-100x slower than fp32. Measured, not guessed from CPU flags:
+    best of 3 products of two 256 x 256 matrices in each dtype (a few milliseconds where bf16 is fast)."""
+    import time
+
+    def best_time(dtype):
+        a = torch.ones(256, 256, dtype=dtype)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            torch.matmul(a, a)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best_time(torch.bfloat16) < 1.5 * best_time(torch.float32)
+
+
 @dataclass
 class RecipeTrainingArguments(TrainingArguments):
     """TrainingArguments with the defaults these recipes recommend (everything else as in transformers)."""
@@ -75,6 +94,21 @@ class RecipeTrainingArguments(TrainingArguments):
     logging_steps: float = field(default=50, metadata={"help": "Log the training loss every N steps."})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow writing into an output_dir that already holds results."}
+    )
+    train_sampling_strategy: str = field(
+        default="length_pools",
+        metadata={"help": "How training batches are drawn. length_pools (default): random batches with little "
+                  "padding: a pool of --length_pool_batches batches of random examples is sorted by length and cut "
+                  "into batches, and all batches of the epoch are shuffled. random: plain random batches. "
+                  "group_by_length: transformers' grouping (pools of 50 batches, each swept from long to short): "
+                  "least padding, but where length predicts the label a run of similar batches can make the model "
+                  "predict one class (bench/batching.py). sequential: file order.",
+                  "choices": ["length_pools", "random", "group_by_length", "sequential"]},
+    )
+    length_pool_batches: int = field(
+        default=4,
+        metadata={"help": "length_pools: batches per pool. 1 is plain random batches; larger means less padding and "
+                  "batches that are less random (bench/batching.py)."},
     )
     dataset_name: Optional[str] = field(
         default=None,
@@ -94,6 +128,11 @@ class RecipeTrainingArguments(TrainingArguments):
             # (world size 1) instead of as one DDP job (gloo), and refuses --bf16 (CPU autocast, ~1.5x faster here).
             self.use_cpu = True
             self.dataloader_pin_memory = False  # nothing to pin to; avoids a warning per dataloader
+            if self.bf16 and not cpu_bf16_is_fast():
+                logging.getLogger(__name__).warning(
+                    "--bf16 ignored, training in fp32: this CPU has no bf16 matrix instructions (AVX512-BF16/AMX), so "
+                    "bf16 autocast runs 10-100x slower than fp32 here. On CPUs that have them it is ~1.5x faster.")
+                self.bf16 = False
         super().__post_init__()
 
     def _mixed_precision_from_accelerate(self):
@@ -781,10 +820,78 @@ def create_grouped_optimizer(trainer, model, logger):
     return optimizer_cls([{k: v for k, v in g.items() if k != "names"} for g in groups], **optimizer_kwargs)
 
 
-class FineTuningTrainer(Trainer):
-    """Trainer for the fine-tuning scripts: the recipe's optimizer groups (head learning rate, layer-wise decay, no
-    decay on bias/LayerNorm), length-grouped batches from the precomputed "length" column, evaluation in dataset
-    order (predictions map back to rows, chunks and windows by position)."""
+def collapse_warning(predicted, gold, name_of=lambda value: f"class {value}"):
+    """A warning text when one prediction covers >= 95% of an evaluation set whose gold labels give that value to
+    under 90% of it: the model has collapsed to one answer (e.g. one class for every text). None otherwise.
+    predicted, gold: one value per example (a class id; for NER whether the sentence has an entity)."""
+    predicted, gold = np.asarray(predicted), np.asarray(gold)
+    if len(predicted) == 0:
+        return None
+    values, counts = np.unique(predicted, return_counts=True)
+    top = values[np.argmax(counts)]
+    predicted_share, gold_share = counts.max() / len(predicted), float(np.mean(gold == top))
+    if predicted_share < 0.95 or gold_share >= 0.9:
+        return None
+    return (f"the model predicts {name_of(top)} for {predicted_share:.1%} of the evaluation set, whose labels "
+            f"give it to {gold_share:.1%}: training has collapsed to one answer. Likely causes: a learning rate too "
+            "high for this model (--learning_rate: 2e-5..5e-5 for a pretrained BERT, <= 5e-4 from scratch), batches "
+            "drawn by length where length predicts the label (--train_sampling_strategy group_by_length: use "
+            "length_pools or random), a frozen encoder (--freeze all: raise --head_learning_rate or train longer), "
+            "or too few steps (--num_train_epochs, --warmup_steps).")
+
+
+class LengthPoolSampler(Sampler):
+    """Random batches with little padding. Each pool holds `pool_batches` batches' worth of random examples; a pool is
+    sorted by length and cut into batches, then all batches of the epoch are shuffled. A batch's texts have similar
+    lengths (padding shrinks), yet consecutive batches come from unrelated pools. transformers' LengthGroupedSampler
+    sweeps pools of 50 batches from long to short instead: where length predicts the label (news titles), dozens of
+    consecutive batches lean towards the same classes, and at a high learning rate the model can collapse to one class.
+
+    The order depends only on `seed` and the epoch (`set_epoch`), so every DDP process draws the same batches."""
+
+    def __init__(self, lengths, batch_size, pool_batches, seed):
+        self.lengths = torch.as_tensor(lengths)
+        self.batch_size, self.pool_batches, self.seed, self.epoch = batch_size, pool_batches, seed, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=generator)
+        pool_size = self.batch_size * self.pool_batches
+        batches = []
+        for pool in order.split(pool_size):
+            pool = pool[torch.argsort(self.lengths[pool], stable=True)]
+            batches.extend(pool.split(self.batch_size))
+        # A short last pool gives the only short batch; it goes last so it cannot turn up mid-epoch under DDP, where
+        # accelerate splits each global batch between the processes.
+        full = [b for b in batches if len(b) == self.batch_size]
+        shuffled = [full[i] for i in torch.randperm(len(full), generator=generator)]
+        return iter(torch.cat(shuffled + [b for b in batches if len(b) < self.batch_size]).tolist())
+
+
+def length_aware_sampler(args, dataset):
+    """The training sampler for --train_sampling_strategy length_pools / group_by_length, from the dataset's
+    precomputed "length" column; None where transformers' own choice applies (random, sequential, no lengths)."""
+    if dataset is None or "length" not in getattr(dataset, "column_names", ()):
+        return None
+    # The global batch: N processes together train what one process would, and all draw the same order.
+    batch_size = args.train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
+    if args.train_sampling_strategy == "length_pools":
+        return LengthPoolSampler(dataset["length"], batch_size, args.length_pool_batches, args.seed)
+    if args.train_sampling_strategy == "group_by_length":
+        # transformers drops the "length" column before its own LengthGroupedSampler and re-measures every row
+        return LengthGroupedSampler(batch_size, lengths=dataset["length"])
+    return None
+
+
+class RecipeTrainer(Trainer):
+    """Trainer with the recipe's training batches (--train_sampling_strategy length_pools by default, from the
+    precomputed "length" column) and the loss scaled right under gradient accumulation."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -793,20 +900,20 @@ class FineTuningTrainer(Trainer):
             # then skips dividing by gradient_accumulation_steps; these models return a plain mean.
             self.model_accepts_loss_kwargs = False
 
+    def _get_train_sampler(self, train_dataset=None):
+        return length_aware_sampler(self.args, self.train_dataset) or super()._get_train_sampler(train_dataset)
+
+
+class FineTuningTrainer(RecipeTrainer):
+    """Trainer for the fine-tuning scripts: the recipe's batches, optimizer groups (head learning rate, layer-wise
+    decay, no decay on bias/LayerNorm), evaluation in dataset order (predictions map back to rows, chunks and windows
+    by position)."""
+
     def create_optimizer(self, model=None):
         if self.optimizer is None:
             self.optimizer = create_grouped_optimizer(self, self.model if model is None else model,
                                                       logging.getLogger(type(self).__module__))
         return self.optimizer
-
-    def _get_train_sampler(self, train_dataset=None):
-        # transformers drops the precomputed "length" column before building its LengthGroupedSampler and then
-        # re-reads every row's input_ids to measure them; use the column instead.
-        if self.args.train_sampling_strategy == "group_by_length" and "length" in self.train_dataset.column_names:
-            return LengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps * max(self.args.world_size, 1),
-                lengths=self.train_dataset["length"])  # the global batch: N processes train what 1 process would
-        return super()._get_train_sampler(train_dataset)
 
     def _get_eval_sampler(self, eval_dataset):
         # transformers would shuffle evaluation batches by length too; the scripts sort evaluation sets themselves

@@ -28,7 +28,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from classification_throughput import REPO, RUN_SCRIPT, TOKENIZER_SCRIPT, machine_facts, run_config, tail  # noqa: E402
+from classification_throughput import RUN_SCRIPT, TOKENIZER_SCRIPT  # noqa: E402
+from common import REPO, machine_facts, run_config, tail  # noqa: E402
 
 HEAD_CONFIGS = {  # name -> run_classification.py arguments
     "linear_pooler": ["--head", "linear", "--pooling", "pooler"],

@@ -32,7 +32,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from classification_throughput import REPO, TOKENIZER_SCRIPT, machine_facts, run_config, tail  # noqa: E402
+from classification_throughput import TOKENIZER_SCRIPT  # noqa: E402
+from common import REPO, machine_facts, run_config, tail  # noqa: E402
 
 RUN_SCRIPT = os.path.join(REPO, "run_ner.py")
 PREPARE_SCRIPT = os.path.join(REPO, "data_scripts", "prepare_peoples_daily.py")
