@@ -15,7 +15,11 @@ columns such as a label are ignored) or JSON lines ({"text": ...}, or the model'
 sentence1/sentence2). An "id" field and a label column are copied to the output (as "id" and "true_label").
 
 Output: JSON lines, one per input in input order, e.g.
-    {"text": "...", "label": "体育", "score": 0.97, "top_k": [{"label": "体育", "score": 0.97}, ...], "truncated": false}
+    {"line": 1, "text": "...", "label": "体育", "score": 0.97, "top_k": [{"label": "体育", "score": 0.97}, ...],
+     "truncated": false}
+"line" (input from a file or stdin) is the input line; a blank line is not predicted but keeps its record,
+{"line": 2, "text": "", "skipped": "blank line"}, so the output lines up with the input. Input must be UTF-8 (a GBK
+file or pipe is an error naming the line and the iconv command that converts it).
 
 Tasks (from config.json):
   * text classification (config.text_classification, saved by run_classification.py): max_seq_length, truncation

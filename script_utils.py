@@ -200,8 +200,8 @@ def check_max_seq_length(value, model_source, minimum, hub_kwargs=None, allow_au
         raise DataError(f"--max_seq_length {value}: not a whole number; pass e.g. 128"
                         + (" or auto (from the training lengths)." if allow_auto else "."))
     if length < minimum:
-        raise DataError(f"--max_seq_length {length}: too short; [CLS], [SEP] and some text need at least {minimum} "
-                        f"tokens. Pass e.g. 128.")
+        raise DataError(f"--max_seq_length {length} leaves no room for text: [CLS], [SEP] and some text need at "
+                        f"least {minimum} tokens; pass e.g. 128.")
     limit = None
     if model_source:
         try:
@@ -212,8 +212,8 @@ def check_max_seq_length(value, model_source, minimum, hub_kwargs=None, allow_au
         except (OSError, ValueError):
             limit = None  # the model itself is checked (and its error reported) when the script loads it
     if limit and length > limit:
-        raise DataError(f"--max_seq_length {length}: the model {model_source} has {limit} positions "
-                        f"(max_position_embeddings); pass at most {limit}.")
+        raise DataError(f"--max_seq_length {length} exceeds the model's {limit} positions (max_position_embeddings "
+                        f"of {model_source}); pass at most {limit}.")
     return length
 
 
