@@ -235,7 +235,7 @@ def main(argv=None):
     import onnxruntime
     from transformers.utils import logging as hf_logging
 
-    from predict import ClassificationPredictor, load_predictor, read_records
+    from predict import ClassificationPredictor, load_predictor, predictable, read_records
 
     args = parse_args(argv)
     logging.basicConfig(format="%(levelname)s - %(name)s - %(message)s", level=logging.INFO, stream=sys.stderr)
@@ -256,7 +256,7 @@ def main(argv=None):
     onnx_predictor = ClassificationPredictor(args.model, config=predictor.config, tokenizer=predictor.tokenizer,
                                              onnx_path=path, threads=threads)
     if args.texts:
-        records = read_records(args.texts, predictor.fields, predictor.aliases)[:args.max_texts]
+        records = predictable(read_records(args.texts, predictor.fields, predictor.aliases))[:args.max_texts]
     else:
         records = records_for(predictor, vocab_texts(predictor.tokenizer, max_chars=2 * predictor.max_seq_length))
     check = parity(predictor, onnx_predictor, records)

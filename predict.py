@@ -15,7 +15,11 @@ columns such as a label are ignored) or JSON lines ({"text": ...}, or the model'
 sentence1/sentence2). An "id" field and a label column are copied to the output (as "id" and "true_label").
 
 Output: JSON lines, one per input in input order, e.g.
-    {"text": "...", "label": "体育", "score": 0.97, "top_k": [{"label": "体育", "score": 0.97}, ...], "truncated": false}
+    {"line": 1, "text": "...", "label": "体育", "score": 0.97, "top_k": [{"label": "体育", "score": 0.97}, ...],
+     "truncated": false}
+"line" (input from a file or stdin) is the input line; a blank line is not predicted but keeps its record,
+{"line": 2, "text": "", "skipped": "blank line"}, so the output lines up with the input. Input must be UTF-8 (a GBK
+file or pipe is an error naming the line and the iconv command that converts it).
 
 Tasks (from config.json):
   * text classification (config.text_classification, saved by run_classification.py): max_seq_length, truncation
@@ -34,6 +38,7 @@ pre- and post-processing are the same code). The Python API is the same: `Classi
 """
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -44,7 +49,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
-from script_utils import DataError, cpu_bf16_is_fast, run_main
+from script_utils import DataError, cpu_bf16_is_fast, decoded_lines, run_main
 
 logger = logging.getLogger("predict")
 
@@ -56,6 +61,7 @@ def cpu_precision(precision, device):
                        "so bf16 would be 10-100x slower than fp32 here.")
         return "fp32"
     return precision
+
 
 # Where a trained model's config keeps the encoding settings its script used; the key decides the task.
 TASK_SETTINGS = {
@@ -117,49 +123,53 @@ def record_from_json(text, fields, where, aliases=()):
     return record
 
 
-def read_records(path, fields, aliases=(), lines=None):
-    """Records from a TSV/TXT or JSON-lines file (or, with `lines`, from stdin's lines, each a JSON object or TSV)."""
-    where_prefix = path if lines is None else "<stdin>"
-    if lines is None:
-        if not os.path.isfile(path):
-            raise DataError(f"{path}: file not found.")
-        with open(path, encoding="utf-8-sig") as f:
-            lines = f.read().splitlines()
-    is_json = lines is not None and path is not None and os.path.splitext(path)[1].lower() in (".json", ".jsonl")
+def read_records(path, fields, aliases=(), stream=None):
+    """Records from a TSV/TXT or JSON-lines file (or, with `stream`, a binary stream such as stdin's, each line a
+    JSON object or TSV), one per input line: each has the input's "line" number, and a blank line gives a record
+    {"line": N, "skipped": "blank line"} (no prediction), so outputs match inputs line by line. Input that is not
+    UTF-8 is an error naming the line and the iconv command that converts it."""
+    where_prefix = path if stream is None else "<stdin>"
+    is_json = stream is None and os.path.splitext(path)[1].lower() in (".json", ".jsonl")
     records, header = [], None
-    for line_no, line in enumerate(lines, start=1):
+    for line_no, line in decoded_lines(where_prefix, stream):
         where = f"{where_prefix}:{line_no}"
         if not line.strip():
+            records.append({"line": line_no, "skipped": "blank line"})
             continue
-        if is_json or (path is None and line.lstrip().startswith("{")):
-            records.append(record_from_json(line, fields, where, aliases))
-            continue
-        cells = line.split("\t")
-        if header is None and line_no == 1 and path is not None:
-            names = {f for f in fields} | {n for a in aliases for n in a} | {"label"}
-            if any(c.strip() in names for c in cells):
-                header = [c.strip() for c in cells]
-                missing = [f for f in fields if f not in header]
-                if missing:
-                    raise DataError(f"{where}: the header {header} lacks {missing}; the model reads {fields}.")
-                continue
-        if header is not None:
-            if len(cells) != len(header):
-                raise DataError(f"{where}: {len(cells)} tab-separated columns, the header has {len(header)}.")
-            row = dict(zip(header, cells))
-            record = {f: row[f] for f in fields}
-            record.update({out: row[key] for key, out in PASSTHROUGH.items() if key in row})
+        if is_json or (stream is not None and line.lstrip().startswith("{")):
+            record = record_from_json(line, fields, where, aliases)
         else:
-            if len(cells) < len(fields):
-                raise DataError(f"{where}: {len(cells)} column(s); this model reads {len(fields)} tab-separated "
-                                f"texts ({'<TAB>'.join(fields)}) per line.")
-            record = dict(zip(fields, cells))
-            if len(cells) == len(fields) + 1 and path is not None:
-                record["true_label"] = cells[-1]  # THUCNews style: text<TAB>label
+            cells = line.split("\t")
+            if header is None and line_no == 1 and stream is None:
+                names = {f for f in fields} | {n for a in aliases for n in a} | {"label"}
+                if any(c.strip() in names for c in cells):
+                    header = [c.strip() for c in cells]
+                    missing = [f for f in fields if f not in header]
+                    if missing:
+                        raise DataError(f"{where}: the header {header} lacks {missing}; the model reads {fields}.")
+                    continue
+            if header is not None:
+                if len(cells) != len(header):
+                    raise DataError(f"{where}: {len(cells)} tab-separated columns, the header has {len(header)}.")
+                row = dict(zip(header, cells))
+                record = {f: row[f] for f in fields}
+                record.update({out: row[key] for key, out in PASSTHROUGH.items() if key in row})
+            else:
+                if len(cells) < len(fields):
+                    raise DataError(f"{where}: {len(cells)} column(s); this model reads {len(fields)} tab-separated "
+                                    f"texts ({'<TAB>'.join(fields)}) per line.")
+                record = dict(zip(fields, cells))
+                if len(cells) == len(fields) + 1 and stream is None:
+                    record["true_label"] = cells[-1]  # THUCNews style: text<TAB>label
         if any(not record[f].strip() for f in fields):
             raise DataError(f"{where}: empty text.")
-        records.append(record)
+        records.append({"line": line_no, **record})
     return records
+
+
+def predictable(records):
+    """The records to predict: without the placeholders read_records writes for blank lines."""
+    return [r for r in records if "skipped" not in r]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -537,7 +547,12 @@ def load_predictor(model_dir, **kwargs):
     import heads  # noqa: F401  custom heads' configs load without trust_remote_code
 
     if not os.path.isdir(model_dir):
-        raise ValueError(f"--model {model_dir}: not a directory (a model saved by one of the run_*.py scripts).")
+        raise DataError(f"--model {model_dir}: not a directory; pass a model directory saved by run_classification.py, "
+                        f"run_ner.py or run_qa.py (their --output_dir).")
+    if not os.path.isfile(os.path.join(model_dir, "config.json")):
+        raise DataError(f"--model {model_dir}: not a model directory (no config.json); pass one saved by "
+                        f"run_classification.py, run_ner.py or run_qa.py (their --output_dir, or a checkpoint-N "
+                        f"folder in it).")
     config = AutoConfig.from_pretrained(model_dir, trust_remote_code=kwargs.get("trust_remote_code", False))
     return PREDICTORS[detect_task(config)](model_dir, config=config, **kwargs)
 
@@ -591,8 +606,8 @@ def main(argv=None):
     if onnx_path == "auto":
         onnx_path = os.path.join(args.model, "onnx", "model.onnx")
     if onnx_path and not os.path.isfile(onnx_path):
-        raise ValueError(f"--onnx {onnx_path}: no such file; export one with python export_onnx.py --model "
-                         f"{args.model}.")
+        raise DataError(f"--onnx {onnx_path}: no such file; export one with python export_onnx.py --model "
+                        f"{args.model}.")
     precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
     predictor = load_predictor(args.model, device=args.device, precision=precision, onnx_path=onnx_path,
                                trust_remote_code=args.trust_remote_code, threads=args.threads)
@@ -606,15 +621,33 @@ def main(argv=None):
     else:
         if sys.stdin.isatty():
             logger.info("Reading texts from stdin, one per line (Ctrl-D to end).")
-        records = read_records(None, fields, aliases, lines=sys.stdin.read().splitlines())
-    if not records:
-        raise DataError(f"{args.input or '<stdin>'}: no texts to predict.")
+        # bytes, decoded here: a GBK pipe is an error naming the line, not undecodable text for the tokenizer
+        stdin = getattr(sys.stdin, "buffer", None) or io.BytesIO(sys.stdin.read().encode("utf-8"))
+        records = read_records(None, fields, aliases, stream=stdin)
+    to_predict = predictable(records)
+    if not to_predict:
+        raise DataError(f"{args.input or '<stdin>'}: no texts to predict"
+                        + (f" ({len(records)} blank lines)." if records else "."))
+    skipped = [r["line"] for r in records if "skipped" in r]
+    if skipped:
+        logger.warning(f"{args.input or '<stdin>'}: {len(skipped)} blank line(s) not predicted (lines "
+                       f"{', '.join(map(str, skipped[:20]))}{' ...' if len(skipped) > 20 else ''}); their output "
+                       f"records say \"skipped\": \"blank line\", so the output keeps one record per input line.")
     top_k = args.top_k
     if top_k is None:
         top_k = 0 if len(getattr(predictor, "id2label", {})) <= 10 else 5
     start = time.perf_counter()
-    results = predictor.predict(records, batch_size=args.batch_size, top_k=top_k)
+    predicted = iter(predictor.predict(to_predict, batch_size=args.batch_size, top_k=top_k))
     seconds = time.perf_counter() - start
+    results = []
+    for record in records:  # input order; every record read from a file or stdin carries its input line number
+        if "skipped" in record:
+            results.append({"line": record["line"], **{f: "" for f in fields}, "skipped": record["skipped"]})
+        else:
+            result = next(predicted)
+            results.append({"line": record["line"], **result} if "line" in record else result)
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
         for result in results:
@@ -622,7 +655,8 @@ def main(argv=None):
     finally:
         if args.output:
             out.close()
-    logger.info(f"{len(results)} predictions in {seconds:.2f} s ({len(results) / max(seconds, 1e-9):.1f} texts/s, "
+    logger.info(f"{len(to_predict)} predictions in {seconds:.2f} s ({len(to_predict) / max(seconds, 1e-9):.1f} "
+                f"texts/s, "
                 f"{'ONNX Runtime' if onnx_path else f'PyTorch {precision} on {predictor.device}'})"
                 + (f" -> {args.output}" if args.output else ""))
     return results

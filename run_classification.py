@@ -55,6 +55,7 @@ from script_utils import (
     collapse_warning,
     DataError,
     FineTuningTrainer,
+    check_max_seq_length,
     data_files,
     decoded_lines,
     FineTuningTrainingArguments,
@@ -244,12 +245,44 @@ def table_rows(path):
         # Quoting off: Chinese text is full of quote characters that a CSV parser would swallow.
         for line_no, text in lines:
             yield line_no, text.split("\t") if text.strip() else []
-    else:
-        import csv
+        return
+    yield from csv_rows(path, lines)
 
-        reader = csv.reader(text for _, text in lines)
-        for fields in reader:
-            yield reader.line_num, fields if any(f.strip() for f in fields) else []
+
+def csv_rows(path, lines):
+    """CSV records with the line each starts on. A quoted text may span lines, but a stray quote makes the reader
+    swallow the rows after it into one field (silently merging them): a record whose inner lines each look like a row
+    of their own, or a quote never closed, is an error naming the line where the quote opens."""
+    import csv
+
+    taken = []  # (line_number, text) of the physical lines the reader used for the current record
+
+    def feed():
+        for line_no, text in lines:
+            taken.append((line_no, text))
+            yield text + "\n"  # the line break stays inside a quoted text that spans lines
+
+    n_columns = None
+    for fields in csv.reader(feed()):
+        span, taken[:] = list(taken), []
+        start, end = span[0][0], span[-1][0]
+        if len(span) > 1:
+            try:
+                list(csv.reader([text + "\n" for _, text in span], strict=True))
+            except csv.Error:
+                raise DataError(f"{path}:{start}: a quote (\") opened here is never closed, so lines {start}-{end} "
+                                f"would be one text; close the quote, or write a quote inside a quoted text as \"\"")
+            row_like = [line_no for line_no, text in span[1:-1]
+                        if n_columns and len(next(csv.reader([text]), [])) == n_columns]
+            if row_like:
+                raise DataError(f"{path}:{start}: a quoted text runs from line {start} to line {end} and swallows "
+                                f"{len(row_like)} line(s) that look like rows of their own (e.g. line {row_like[0]}): "
+                                f"a stray quote (\")? Remove it or close it; a quote inside a quoted text is written "
+                                f"\"\"")
+        is_blank = not any(f.strip() for f in fields)
+        if n_columns is None and not is_blank:
+            n_columns = len(fields)
+        yield start, [] if is_blank else fields
 
 
 def detect_header(first_fields, text_columns, label_column):
@@ -278,14 +311,18 @@ def choose_text_columns(available, requested, label_column, path):
 class FileSchema:
     text_columns: list
     label_column: Optional[str]  # None: the file has no labels (allowed for the test file only)
+    named_by_position: bool = False  # no header line: the columns are called text / text_a, text_b, ... and label
 
 
-def read_examples(path, data_args, schema=None, skipped=None):
+def read_examples(path, data_args, schema=None, skipped=None, layout=None):
     """Yield (line_number, {column: str}) for every usable row of `path`.
 
     With `schema` None this only discovers the file's columns (used once per file). Malformed rows raise DataError,
     or are counted in `skipped` (a Counter of reasons) when --skip_bad_rows is set. Blank lines are always skipped
-    and counted.
+    and counted. `layout` (a dict) learns whether the file has a header line ("header_line": True/False).
+
+    A TSV/CSV without a header names its columns by position: text<TAB>label, text_a<TAB>text_b<TAB>label, ...; with
+    three or more columns, --text_column_names text_a (or text_b, ...) picks the text column(s) among them.
     """
     skipped = skipped if skipped is not None else Counter()
     fmt = file_format(path)
@@ -323,22 +360,30 @@ def read_examples(path, data_args, schema=None, skipped=None):
             is_header = data_args.has_header
             if is_header is None:
                 is_header = detect_header(fields, split_names(data_args.text_column_names), label_column)
+            if layout is not None:
+                layout["header_line"] = bool(is_header)
             if is_header:
                 header = [f.strip() for f in fields]
                 continue
+            requested = split_names(data_args.text_column_names)
+            by_position = [f"text_{chr(ord('a') + i)}" for i in range(len(fields) - 1)] if len(fields) > 2 else []
             n_text = len(schema.text_columns) if schema else max(1, len(fields) - 1)
-            text_names = split_names(data_args.text_column_names) or (["text"] if n_text == 1 else
-                                                                       ["text_a", "text_b"][:n_text])
+            text_names = requested or (["text"] if n_text == 1 else ["text_a", "text_b"][:n_text])
             header = text_names + [label_column] if len(fields) > len(text_names) else text_names
-            if schema is not None and len(fields) == len(schema.text_columns):
+            if requested and by_position and set(requested) <= set(by_position):
+                header = by_position + [label_column]  # --text_column_names text_a picks columns by position
+            elif schema is not None and len(fields) == len(schema.text_columns):
                 header = schema.text_columns  # a test file without labels
         if len(fields) != len(header):
+            separated = "tab-separated" if fmt == "tsv" else "comma-separated"
             if len(fields) == 1 and len(header) > 1:
-                bad(line_no, f"no tab in this line; expected {len(header)} tab-separated columns "
-                             f"({'<TAB>'.join(header)})")
+                bad(line_no, f"{'no tab' if fmt == 'tsv' else 'no comma'} in this line; expected {len(header)} "
+                             f"{separated} columns ({('<TAB>' if fmt == 'tsv' else ',').join(header)})")
             else:
+                fix = ("a stray tab inside the text? Remove it" if fmt == "tsv"
+                       else "a comma in an unquoted text? Quote the text")
                 bad(line_no, f"wrong number of columns; {len(fields)} instead of {len(header)} "
-                             f"({'<TAB>'.join(header)}): a stray tab inside the text? Remove it or use --skip_bad_rows")
+                             f"({('<TAB>' if fmt == 'tsv' else ',').join(header)}): {fix} or use --skip_bad_rows")
             continue
         yield line_no, dict(zip(header, fields))
 
@@ -350,7 +395,8 @@ def split_names(names):
 def discover_schema(path, data_args, text_columns=None):
     """Look at the first row of a file to learn its columns and whether it has labels."""
     known = FileSchema(list(text_columns), None) if text_columns else None  # headerless: column count known
-    for _, row in read_examples(path, data_args, known):
+    layout = {}
+    for _, row in read_examples(path, data_args, known, layout=layout):
         available = list(row)
         if text_columns is None:
             text_columns = choose_text_columns(available, split_names(data_args.text_column_names),
@@ -360,7 +406,7 @@ def discover_schema(path, data_args, text_columns=None):
             if missing:
                 raise DataError(f"{path}: column(s) {missing} not found; the file has columns {available}.")
         label = data_args.label_column_name if data_args.label_column_name in available else None
-        return FileSchema(text_columns, label)
+        return FileSchema(text_columns, label, named_by_position=layout.get("header_line") is False)
     raise DataError(f"{path}: no data rows (empty file?).")
 
 
@@ -397,10 +443,16 @@ def scan_file(path, data_args, schema, limit=None):
 def build_label_list(train_labels, label_file):
     """Label names in id order: from --label_file, else the training labels (numeric ids sorted as numbers)."""
     if label_file:
-        names = [line for _, line in decoded_lines(label_file) if line.strip()]
-        names = [n.strip() for n in names]
-        if len(set(names)) != len(names):
-            raise DataError(f"{label_file}: duplicate label names.")
+        names, first_line = [], {}
+        for line_no, line in decoded_lines(label_file):
+            name = line.strip()
+            if not name:
+                continue
+            if name in first_line:
+                raise DataError(f"{label_file}:{line_no}: duplicate label name '{name}' (also on line "
+                                f"{first_line[name]}); each line names a different label (line i = label id i).")
+            first_line[name] = line_no
+            names.append(name)
         return names
     labels = list(train_labels)
     if all(l.lstrip("-").isdigit() for l in labels):
@@ -525,33 +577,6 @@ def compute_metrics(eval_pred):
     }
 
 
-def cjk_font():
-    """A font that can draw Chinese label names, if the system has one; else None (names may show as boxes)."""
-    from matplotlib import font_manager
-
-    wanted = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei",
-              "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC", "Arial Unicode MS", "Noto Sans CJK JP")
-    available = {f.name for f in font_manager.fontManager.ttflist}
-    return next((name for name in wanted if name in available), None)
-
-
-def plot_labels(label_names):
-    """Label names for plots; ids instead of names when the names need a CJK font the system lacks."""
-    import matplotlib
-
-    font = cjk_font()
-    if font:
-        matplotlib.rcParams["font.sans-serif"] = [font] + matplotlib.rcParams["font.sans-serif"]
-        matplotlib.rcParams["axes.unicode_minus"] = False
-        return label_names
-    if all(name.isascii() for name in label_names):
-        return label_names
-    if not getattr(plot_labels, "warned", False):
-        logger.warning("No CJK font found (e.g. `apt install fonts-noto-cjk`): plots show label ids, reports names.")
-        plot_labels.warned = True
-    return [str(i) for i in range(len(label_names))]
-
-
 def write_report(output_dir, split, labels, preds, label_names):
     """classification_report as text and JSON, and a confusion-matrix PNG. Returns the text report."""
     from sklearn.metrics import classification_report, confusion_matrix
@@ -570,16 +595,16 @@ def write_report(output_dir, split, labels, preds, label_names):
     with open(os.path.join(output_dir, f"{split}_classification_report.json"), "w", encoding="utf-8") as f:
         json.dump({"report": report, "confusion_matrix": matrix.tolist(), "labels": label_names}, f,
                   ensure_ascii=False, indent=2)
-    plot_confusion_matrix(matrix, plot_labels(label_names), os.path.join(output_dir, f"{split}_confusion_matrix.png"),
+    plot_confusion_matrix(matrix, label_names, os.path.join(output_dir, f"{split}_confusion_matrix.png"),
                           title=f"{split}: {len(labels)} texts, accuracy {np.mean(labels == preds):.4f}")
     return text
 
 
 def plot_confusion_matrix(matrix, names, path, title):
-    import matplotlib
+    """The label names as they are (体育, 财经, ...): plotting.pyplot() brings a font that draws Chinese."""
+    from plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = len(names)
     size = max(4.0, 0.6 * n + 2)
@@ -666,6 +691,10 @@ def main(args=None):
 
     resume = checkpoint_to_resume(training_args)  # never overwrites results unless asked
     set_seed(training_args.seed)
+    hub_kwargs = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision,
+                  "token": model_args.token, "trust_remote_code": model_args.trust_remote_code}
+    check_max_seq_length(data_args.max_seq_length, model_args.config_name or model_args.model_name_or_path,
+                         minimum=4, hub_kwargs=hub_kwargs, allow_auto=True)  # now, not after the model has loaded
 
     # ---- Data: validate every file before anything heavy happens -------------------------------------------------
     files, limits = data_files(data_args, training_args)  # split -> path, split -> --max_*_samples
@@ -687,6 +716,11 @@ def main(args=None):
     is_pair = len(text_columns) == 2
     if len(text_columns) > 2:
         raise DataError(f"{first}: {len(text_columns)} text columns {text_columns}; BERT takes one text or a pair.")
+    first_schema = next(iter(schemas.values()))
+    if is_pair and first_schema.named_by_position and not data_args.text_column_names:
+        logger.warning(f"{first}: no header and 3 columns per line: read as a sentence pair (text_a<TAB>text_b<TAB>"
+                       f"label). If only one column is the text, pass --text_column_names text_a (or text_b); to keep "
+                       f"the pair and silence this, pass --text_column_names text_a,text_b.")
 
     # Labels: mapped once; the saved config keeps the names (id2label), so predictions come back as names.
     if "train" in scans:
@@ -739,8 +773,6 @@ def main(args=None):
             )
 
     # ---- Model and tokenizer --------------------------------------------------------------------------------------
-    hub_kwargs = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision,
-                  "token": model_args.token, "trust_remote_code": model_args.trust_remote_code}
     config_source = model_args.config_name or model_args.model_name_or_path
     tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
     if not config_source or not tokenizer_source:

@@ -72,6 +72,7 @@ from script_utils import (
     decoded_lines,
     RecipeTrainer,
     RecipeTrainingArguments,
+    check_max_seq_length,
     checkpoint_to_resume,
     fill_mask_example,
     finish_output_dir,
@@ -126,7 +127,7 @@ class DataTrainingArguments:
         default=None, metadata={"help": "Held-out text, same formats. Default: --validation_split_percentage."}
     )
     validation_split_percentage: float = field(
-        default=5.0, metadata={"help": "Without --validation_file: hold out this % of the training documents."}
+        default=5.0, metadata={"help": "Without --validation_file: hold out this %% of the training documents."}
     )
     document_format: str = field(
         default="auto",
@@ -145,7 +146,7 @@ class DataTrainingArguments:
     )
     nsp: bool = field(
         default=False,
-        metadata={"help": "Next-sentence prediction as well: sentence pairs, 50% real next / 50% random, trained "
+        metadata={"help": "Next-sentence prediction as well: sentence pairs, 50%% real next / 50%% random, trained "
                   "with BertForPreTraining (MLM + NSP loss)."},
     )
     mlm_probability: float = field(default=0.15, metadata={"help": "Share of tokens chosen for prediction."})
@@ -602,6 +603,11 @@ def main(args=None):
     setup_logging(logger, training_args)
     resume = checkpoint_to_resume(training_args)  # never overwrites results unless asked
     set_seed(training_args.seed)
+    hub_kwargs = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision,
+                  "token": model_args.token, "trust_remote_code": model_args.trust_remote_code}
+    # [CLS] text [SEP], or [CLS] A [SEP] B [SEP] with --nsp; checked now, not after the model has loaded
+    check_max_seq_length(data_args.max_seq_length, model_args.config_name or model_args.model_name_or_path,
+                         minimum=5 if data_args.nsp else 3, hub_kwargs=hub_kwargs)
 
     # ---- Corpus: check every file before anything heavy ---------------------------------------------------------
     if not training_args.do_train and not training_args.eval_requested:
@@ -624,8 +630,6 @@ def main(args=None):
                 logger.info(f"{split}: {path}: {n:,} documents")
 
     # ---- Tokenizer and model ------------------------------------------------------------------------------------
-    hub_kwargs = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision,
-                  "token": model_args.token, "trust_remote_code": model_args.trust_remote_code}
     tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
     config_source = model_args.config_name or model_args.model_name_or_path
     if not tokenizer_source or not config_source:
@@ -752,13 +756,23 @@ def main(args=None):
         elif train_docs is not None and data_args.validation_split_percentage > 0 and (
                 training_args.eval_requested or training_args.eval_strategy != "no"):
             share = data_args.validation_split_percentage / 100
-            if not 0 < share < 1 or len(train_docs) < 2:
-                raise ValueError("Evaluation needs held-out text: pass --validation_file, or keep "
-                                 "--validation_split_percentage between 0 and 100 with at least 2 documents.")
-            split = train_docs.train_test_split(test_size=share, seed=training_args.seed)
-            train_docs, eval_docs = split["train"], split["test"]
-            logger.info(f"Held out {len(eval_docs):,} of {len(eval_docs) + len(train_docs):,} documents "
-                        f"({data_args.validation_split_percentage}%) for validation")
+            if not 0 < share < 1:
+                raise DataError(f"--validation_split_percentage {data_args.validation_split_percentage}: hold out "
+                                f"between 0 and 100 (exclusive) percent of the documents, pass --validation_file, or "
+                                f"train without evaluation: --validation_split_percentage 0 --eval_strategy no.")
+            if len(train_docs) < 2 and training_args.eval_requested:
+                raise DataError(f"{', '.join(train_files)}: {len(train_docs)} document, nothing to hold out for "
+                                f"--do_eval; pass --validation_file, or drop --do_eval.")
+            if len(train_docs) < 2:
+                # The evaluation is only the default schedule (--eval_strategy epoch), not asked for: train anyway.
+                logger.warning(f"{', '.join(train_files)}: {len(train_docs)} document, nothing to hold out for "
+                               f"validation: training without evaluation (pass --validation_file to evaluate, or "
+                               f"--validation_split_percentage 0 --eval_strategy no to silence this).")
+            else:
+                split = train_docs.train_test_split(test_size=share, seed=training_args.seed)
+                train_docs, eval_docs = split["train"], split["test"]
+                logger.info(f"Held out {len(eval_docs):,} of {len(eval_docs) + len(train_docs):,} documents "
+                            f"({data_args.validation_split_percentage}%) for validation")
 
     if data_args.nsp:
         train_docs = list(train_docs) if train_docs is not None else None

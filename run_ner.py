@@ -75,6 +75,7 @@ from script_utils import (
     collapse_warning,
     DataError,
     FineTuningTrainer,
+    check_max_seq_length,
     data_files,
     decoded_lines,
     FineTuningTrainingArguments,
@@ -368,9 +369,33 @@ class FileReader:
         close(len(sentence.tags))
         return spans
 
+    @staticmethod
+    def conll_fields(text):
+        if "\t" in text:  # tab-separated: the character may itself be a space
+            fields = text.split("\t")
+            return [fields[0].strip(" ") or fields[0]] + [f.strip(" ") for f in fields[1:]]
+        return [f for f in text.split(" ") if f]
+
+    def conll_is_tagged(self):
+        """Whether a CoNLL file has tags: what most of its lines say. One line without its tag is then an error at that
+        line, instead of a reason to read the whole file as untagged (and drop every other tag)."""
+        tag_column = self.data_args.tag_column
+        tagged = untagged = 0
+        for _, text in decoded_lines(self.path):
+            if not text.strip(" \t") or text.startswith("-DOCSTART-"):
+                continue
+            n = len(self.conll_fields(text))
+            if (n >= 2 if tag_column is None else n > tag_column):
+                tagged += 1
+            else:
+                untagged += 1
+        return tagged > 0 and tagged >= untagged
+
     def read_conll(self):
         tag_column = self.data_args.tag_column
-        labelled = None
+        if tag_column == 0:
+            raise DataError(f"{self.path}: --tag_column 0 is the character column.")
+        labelled = self.conll_is_tagged()
         units, tags, lines, broken = [], [], [], False
 
         def flush():
@@ -393,15 +418,7 @@ class FileReader:
                     yield sentence
                 self.skipped["-DOCSTART- line"] += 1
                 continue
-            if "\t" in text:  # tab-separated: the character may itself be a space
-                fields = text.split("\t")
-                fields = [fields[0].strip(" ") or fields[0]] + [f.strip(" ") for f in fields[1:]]
-            else:
-                fields = [f for f in text.split(" ") if f]
-            if labelled is None:
-                labelled = len(fields) >= 2 if tag_column is None else len(fields) > tag_column
-                if tag_column == 0:
-                    raise DataError(f"{self.path}: --tag_column 0 is the character column.")
+            fields = self.conll_fields(text)
             if broken:
                 continue
             if not fields[0]:
@@ -411,8 +428,9 @@ class FileReader:
             if labelled:
                 if len(fields) < 2 or (tag_column is not None and len(fields) <= tag_column):
                     self.bad(line_no, f"no tag on this line; expected 'char TAG' (the tag in column "
-                                      f"{tag_column if tag_column is not None else 'last'}), got {text!r}. A space "
-                                      f"character is written '<space><TAB>TAG'")
+                                      f"{tag_column if tag_column is not None else 'last'}), got {text!r}, while "
+                                      f"the file's other lines have tags. A space character is written "
+                                      f"'<space><TAB>TAG'")
                     broken = True
                     continue
                 tag = fields[tag_column if tag_column is not None else -1]
@@ -425,6 +443,11 @@ class FileReader:
                 if parsed[0] != "O":
                     self.raw_prefixes.add(tag[0])
                 tags.append(parsed)
+            elif len(fields) >= 2 and (tag_column is None or len(fields) > tag_column):
+                self.bad(line_no, f"a tag on this line ({text!r}) but most lines of the file have none; tag every "
+                                  f"line ('char TAG'), or none (a test file)")
+                broken = True
+                continue
             units.append(fields[0])
             lines.append(line_no)
         sentence = flush()
@@ -845,6 +868,10 @@ def main(args=None):
     setup_logging(logger, training_args)
     resume = checkpoint_to_resume(training_args)  # never overwrites results unless asked
     set_seed(training_args.seed)
+    hub_kwargs = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision,
+                  "token": model_args.token, "trust_remote_code": model_args.trust_remote_code}
+    check_max_seq_length(data_args.max_seq_length, model_args.config_name or model_args.model_name_or_path,
+                         minimum=3, hub_kwargs=hub_kwargs)  # now, not after the model has loaded
 
     # ---- Data: read and check every file before anything heavy happens -------------------------------------------
     files, limits = data_files(data_args, training_args)  # split -> path, split -> --max_*_samples
@@ -867,8 +894,6 @@ def main(args=None):
                            f"in data_summary.json; fix the file to silence this.")
 
     # ---- Labels: entity types x scheme; a trained model keeps its own -------------------------------------------
-    hub_kwargs = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision,
-                  "token": model_args.token, "trust_remote_code": model_args.trust_remote_code}
     config_source = model_args.config_name or model_args.model_name_or_path
     tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
     if not config_source or not tokenizer_source:

@@ -66,6 +66,7 @@ from transformers.trainer_utils import speed_metrics
 from script_utils import (
     DataError,
     FineTuningTrainer,
+    check_max_seq_length,
     data_files,
     FineTuningTrainingArguments,
     checkpoint_to_resume,
@@ -361,6 +362,7 @@ def read_qa_file(path, split, version_2, limit=None):
     fmt, records = load_records(path)
     stats, skipped = Counter(), Counter()
     seen_ids, examples = {}, []
+    ids_of = {"repaired": [], "not_found": []}  # question ids per answer problem, to look them up in the file
     for where, title, context, qa in iter_questions(path, fmt, records):
         if limit is not None and stats["questions_read"] >= limit:
             break
@@ -406,6 +408,8 @@ def read_qa_file(path, split, version_2, limit=None):
                 start += len(text) - len(text.lstrip())
             position, status = locate_answer(context, stripped, start)
             stats[f"answers_{status}"] += 1
+            if status in ids_of and qid not in ids_of[status][-1:]:
+                ids_of[status].append(qid)
             texts.append(stripped)
             starts.append(position)
 
@@ -425,6 +429,8 @@ def read_qa_file(path, split, version_2, limit=None):
     stats["questions_used"] = len(examples)
     stats = {k: stats[k] for k in STAT_KEYS}
     stats["questions_skipped"] = dict(skipped)
+    stats["answers_repaired_question_ids"] = ids_of["repaired"]
+    stats["answers_not_found_question_ids"] = ids_of["not_found"]
     if not examples:
         raise DataError(f"{path}: no usable questions (read {stats['questions_read']}, skipped {dict(skipped)}).")
     return examples, stats, fmt
@@ -744,13 +750,16 @@ def main(args=None):
 
     resume = checkpoint_to_resume(training_args)  # never overwrites results unless asked
     set_seed(training_args.seed)
+    hub_kwargs = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision,
+                  "token": model_args.token, "trust_remote_code": model_args.trust_remote_code}
+    # [CLS] question [SEP] context [SEP]: at least one token of each
+    check_max_seq_length(data_args.max_seq_length, model_args.config_name or model_args.model_name_or_path,
+                         minimum=5, hub_kwargs=hub_kwargs)
 
     files, limits = data_files(data_args, training_args)  # split -> path, split -> --max_*_samples
 
     # ---- Settings: flags given win; without training, a trained model's saved settings (config.json,
     # "question_answering") come next, so it sees questions encoded as in training; then the recipe's defaults.
-    hub_kwargs = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision,
-                  "token": model_args.token, "trust_remote_code": model_args.trust_remote_code}
     config_source = model_args.config_name or model_args.model_name_or_path
     tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
     if not config_source or not tokenizer_source:
@@ -768,10 +777,11 @@ def main(args=None):
     max_query_length, version_2 = settings["max_query_length"], settings["version_2_with_negative"]
     model_limit = getattr(config, "max_position_embeddings", 512)
     if max_seq_length > model_limit:
-        raise ValueError(f"--max_seq_length {max_seq_length} exceeds the model's {model_limit} positions.")
+        raise DataError(f"--max_seq_length {max_seq_length} exceeds the model's {model_limit} positions "
+                        f"(max_position_embeddings); pass --max_seq_length {model_limit} or less.")
     min_content = max_seq_length - max_query_length - 3  # context tokens per window with the longest question
     if min_content < 1 or not 0 <= doc_stride < min_content:
-        raise ValueError(f"--doc_stride {doc_stride} must be smaller than the context tokens of a window with the "
+        raise DataError(f"--doc_stride {doc_stride} must be smaller than the context tokens of a window with the "
                          f"longest question: max_seq_length - max_query_length - 3 = {max_seq_length} - "
                          f"{max_query_length} - 3 = {min_content}. Lower --doc_stride or --max_query_length, or raise "
                          f"--max_seq_length.")
@@ -792,6 +802,11 @@ def main(args=None):
                     + (f"; empty answers skipped: {stats['answers_empty']}" if stats["answers_empty"] else "")
                     + f"; {stats['questions_used']} questions used"
                     + (f", skipped: {stats['questions_skipped']}" if stats["questions_skipped"] else ""))
+        for status, what in (("repaired", "answer_start repaired"), ("not_found", "answers not in the context")):
+            ids = stats[f"answers_{status}_question_ids"]
+            if ids:
+                logger.warning(f"{path}: {what} in {len(ids)} question(s), ids: {', '.join(ids[:20])}"
+                               + (f" ... (all {len(ids)} in data_summary.json)" if len(ids) > 20 else ""))
         if stats["questions_unanswerable"] and not version_2 and split != "test":
             logger.warning(f"{path}: {stats['questions_unanswerable']} questions have no answer (SQuAD v2 style) and "
                            f"were skipped; pass --version_2_with_negative to learn and score 'no answer'.")

@@ -5,6 +5,7 @@ Each script reads top to bottom on its own; this module only holds what two or m
 """
 
 import codecs
+import contextlib
 import dataclasses
 import logging
 import os
@@ -23,29 +24,38 @@ from transformers.trainer_utils import get_last_checkpoint
 
 
 class DataError(ValueError):
-    """Bad input data; the message names the file, the line and the fix."""
+    """Bad input (data files or arguments); the message names the file and line (or the flag) and the fix. The scripts
+    print it as one line, before any training starts (see run_main)."""
 
 
-def decoded_lines(path):
-    """Yield (line_number, text) with line endings removed. Decoding line by line finds the exact bad line."""
-    if not os.path.isfile(path):
+def decoded_lines(path, stream=None):
+    """Yield (line_number, text) with line endings removed. Decoding line by line finds the exact bad line.
+
+    stream: a binary stream to read instead of the file (e.g. sys.stdin.buffer); `path` then only names it in errors.
+    """
+    if stream is None and not os.path.isfile(path):
         raise DataError(f"{path}: file not found.")
-    with open(path, "rb") as f:
+    with open(path, "rb") if stream is None else contextlib.nullcontext(stream) as f:
         for line_no, raw in enumerate(f, start=1):
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
-                encoding = guess_encoding(path)
-                raise DataError(f"{path}:{line_no}: not UTF-8 (looks like {encoding}); convert it first, e.g. "
-                                f"iconv -f {encoding} -t UTF-8 {path} > utf8_{os.path.basename(path)}")
+                encoding = guess_encoding(path if stream is None else raw)
+                fix = (f"iconv -f {encoding} -t UTF-8 {path} > utf8_{os.path.basename(path)}" if stream is None
+                       else f"pipe it through iconv -f {encoding} -t UTF-8")
+                raise DataError(f"{path}:{line_no}: not UTF-8 (looks like {encoding}); convert it first, e.g. {fix}")
             if line_no == 1:
                 text = text.lstrip("\ufeff")  # a UTF-8 byte-order mark from Windows editors
             yield line_no, text.rstrip("\r\n")
 
 
-def guess_encoding(path):
-    with open(path, "rb") as f:
-        raw = f.read(1 << 20)
+def guess_encoding(path_or_bytes):
+    """The likely encoding of a file (its first MiB) or of some bytes that are not UTF-8."""
+    if isinstance(path_or_bytes, bytes):
+        raw = path_or_bytes
+    else:
+        with open(path_or_bytes, "rb") as f:
+            raw = f.read(1 << 20)
     for encoding in ("gb18030", "big5", "utf-16"):
         try:
             # incremental: the 1 MiB cut may split a multi-byte character
@@ -85,7 +95,7 @@ class RecipeTrainingArguments(TrainingArguments):
 
     warmup_steps: float = field(
         default=0.1,
-        metadata={"help": "Linear warmup: a fraction of all steps if < 1 (default 0.1 = 10%), else a step count. "
+        metadata={"help": "Linear warmup: a fraction of all steps if < 1 (default 0.1 = 10%%), else a step count. "
                   "The learning rate then decays linearly to 0."},
     )
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps or epoch."})
@@ -202,25 +212,64 @@ def data_files(data_args, training_args):
     """The files this run reads ({split: path} for train/validation/test, as --do_* ask) and the --max_*_samples
     limits per split; a --do_* without its file is an error before anything heavy happens."""
     if training_args.eval_requested and not data_args.validation_file:
-        raise ValueError("--do_eval needs --validation_file.")
+        raise DataError("--do_eval needs --validation_file.")
     files = {"train": data_args.train_file if training_args.do_train else None,
              "validation": data_args.validation_file if training_args.do_eval else None,
              "test": data_args.test_file if training_args.do_predict else None}
     for split, flag in (("train", "--do_train"), ("test", "--do_predict")):
         if files[split] is None and (training_args.do_train if split == "train" else training_args.do_predict):
-            raise ValueError(f"{flag} needs --{split}_file.")
+            raise DataError(f"{flag} needs --{split}_file.")
     files = {k: v for k, v in files.items() if v}
     if not files:
-        raise ValueError("Nothing to do: pass --do_train/--do_eval/--do_predict with the matching data files.")
+        raise DataError("Nothing to do: pass --do_train/--do_eval/--do_predict with the matching data files.")
     limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
               "test": data_args.max_predict_samples}
     return files, limits
+
+
+def check_max_seq_length(value, model_source, minimum, hub_kwargs=None, allow_auto=False):
+    """--max_seq_length, checked when the arguments are read (before any data is read or a model loaded): a whole
+    number (or 'auto' where the script takes it) from `minimum` (room for the special tokens and some text) to the
+    model's max_position_embeddings (from its config). Returns the number ('auto', or None when not given)."""
+    if value is None or (allow_auto and str(value) == "auto"):
+        return value
+    try:
+        length = int(value)
+    except (TypeError, ValueError):
+        raise DataError(f"--max_seq_length {value}: not a whole number; pass e.g. 128"
+                        + (" or auto (from the training lengths)." if allow_auto else "."))
+    if length < minimum:
+        raise DataError(f"--max_seq_length {length} leaves no room for text: [CLS], [SEP] and some text need at "
+                        f"least {minimum} tokens; pass e.g. 128.")
+    limit = None
+    if model_source:
+        try:
+            from transformers import AutoConfig
+
+            limit = getattr(AutoConfig.from_pretrained(model_source, **(hub_kwargs or {})), "max_position_embeddings",
+                            None)
+        except (OSError, ValueError):
+            limit = None  # the model itself is checked (and its error reported) when the script loads it
+    if limit and length > limit:
+        raise DataError(f"--max_seq_length {length} exceeds the model's {limit} positions (max_position_embeddings "
+                        f"of {model_source}); pass at most {limit}.")
+    return length
 
 
 def checkpoint_to_resume(training_args):
     """Never overwrite results unless asked; `--resume_from_checkpoint last` -> the newest COMPLETE checkpoint-* folder
     (a run killed while writing a checkpoint leaves an incomplete folder behind: skipped, with a warning)."""
     resume = training_args.resume_from_checkpoint
+    evaluating_only = not training_args.do_train and not training_args.overwrite_output_dir
+    if evaluating_only and os.path.isdir(training_args.output_dir):
+        # Evaluating or predicting only: the results, reports and data summary it writes would replace the ones there
+        # (and the model card there would no longer match them).
+        held = sorted(os.listdir(training_args.output_dir))
+        if held:
+            raise DataError(
+                f"Output directory {training_args.output_dir} already holds results ({', '.join(held[:4])}"
+                + (", ..." if len(held) > 4 else "") + "); evaluating or predicting into it would overwrite them. "
+                "Choose another --output_dir, or pass --overwrite_output_dir to replace them.")
     if training_args.do_train and os.path.isdir(training_args.output_dir):
         last_checkpoint = get_last_checkpoint(training_args.output_dir)
         if resume in ("last", "true", "True"):
@@ -233,7 +282,7 @@ def checkpoint_to_resume(training_args):
                                  + f"checkpoint-* folder in {training_args.output_dir}.")
             return complete
         if resume is None and os.listdir(training_args.output_dir) and not training_args.overwrite_output_dir:
-            raise ValueError(
+            raise DataError(
                 f"Output directory {training_args.output_dir} already holds results"
                 + (f" and checkpoint {last_checkpoint}" if last_checkpoint else "")
                 + ". Pass --resume_from_checkpoint last to continue, --overwrite_output_dir to replace them, or "
@@ -366,11 +415,9 @@ def run_main(main):
 
 def plot_training_curves(log_history, path, metrics=("eval_accuracy", "eval_macro_f1")):
     """training_curves.png: loss (train and eval) and the eval metrics per epoch, from trainer.state.log_history."""
-    import matplotlib
+    from plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     train = [(h["epoch"], h["loss"]) for h in log_history if "loss" in h and "epoch" in h]
     evals = [h for h in log_history if "eval_loss" in h]
     if not train and not evals:

@@ -130,7 +130,7 @@ def main(argv=None):
 
     import export_onnx
     from classification_throughput import machine_facts
-    from predict import ClassificationPredictor, read_records
+    from predict import ClassificationPredictor, predictable, read_records
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -140,7 +140,7 @@ def main(argv=None):
     configs = [c for c in ALL if c in args.configs.split(",")]
 
     reference = ClassificationPredictor(args.model, device="cpu")
-    records = read_records(args.data, reference.fields, reference.aliases)[:args.max_samples]
+    records = predictable(read_records(args.data, reference.fields, reference.aliases))[:args.max_samples]
     texts = [r["text"] for r in records]
     naive = records[:args.naive_samples]
     label2id = {v: k for k, v in reference.id2label.items()}

@@ -250,10 +250,11 @@ def markdown(report):
 
 
 def plot_curves(report, out):
-    import matplotlib
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
+    from plotting import pyplot  # Agg, and a font that draws Chinese
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (ax_pre, ax_fine) = plt.subplots(1, 2, figsize=(12, 4))
     for name in report["runs"]:

@@ -29,8 +29,7 @@ review in train and test. This script cleans first and splits afterwards:
 Output in --output_dir::
 
     train.tsv dev.tsv test.tsv   text<TAB>label_id, no header, UTF-8
-    class.txt                    "negative" (label 0), "positive" (label 1);
-                                 ASCII on purpose, so plots need no CJK font
+    class.txt                    "negative" (label 0), "positive" (label 1)
     stats.json                   every count below, also printed on stdout
 
 Example::

@@ -228,13 +228,14 @@ def token_lengths(tokenizer, texts, batch_size=1000):
 
 
 def plot_histogram(path, lengths_by_file, unit, max_seq_length):
-    import matplotlib
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    from plotting import pyplot  # Agg (no display needed), and a font that draws Chinese file names
 
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     # Long tails squash the histogram into one bar; clip at 1.5x the suggested length
-    # and say so in the axis label. Labels use ASCII file names only (no CJK font needed).
+    # and say so in the axis label.
     all_lengths = [n for lengths in lengths_by_file.values() for n in lengths]
     upper = max(8, min(max(all_lengths), int(max_seq_length * 1.5)))
     fig, ax = plt.subplots(figsize=(8, 4.5))
