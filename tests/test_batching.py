@@ -109,7 +109,7 @@ def test_default_batches_learn_where_length_predicts_the_label(model_dir, tmp_pa
     assert accuracy > 0.7
 
 
-def test_collapse_is_warned_in_the_log_and_the_report(model_dir, tmp_path, caplog):
+def test_collapse_is_warned_in_the_log_and_the_report(model_dir, tmp_path, capsys):
     import run_classification
 
     # Every training text but one is class 0: the model learns to say 0, the balanced dev set shows the collapse.
@@ -119,7 +119,8 @@ def test_collapse_is_warned_in_the_log_and_the_report(model_dir, tmp_path, caplo
     out = tmp_path / "out"
     run_classification.main(h.tiny_train_args(model_dir, out, "--train_file", train, "--validation_file", dev,
                                               "--do_train", "--do_eval", epochs=2))
-    assert "training has collapsed to one answer" in caplog.text
+    log = capsys.readouterr()
+    assert "WARNING" in log.out and "training has collapsed to one answer" in log.out
     report = (out / "eval_classification_report.txt").read_text(encoding="utf-8")
     assert report.startswith("WARNING: the model predicts class '0' for")
     assert "--train_sampling_strategy" in report
