@@ -6,11 +6,13 @@ ChnSentiCorp reviews, CLUENER sentences (train and dev) and CMRC2018 trial conte
 
     char-N            data_scripts/train_tokenizer.py --level char (bert-base-chinese's pipeline: one token per
                       Chinese character, WordPiece "##" pieces for Latin words and numbers)
-    word-bpe-N        data_scripts/train_tokenizer.py --level word (the chosen design: BPE over runs of text whose CJK
-                      characters are not split apart; all characters in the vocab)
-    word-jieba-fmm-N  candidate (a), built here: the most frequent jieba words of the corpus + every character, as a
-                      WordPiece vocab without "##" (inference = forward maximum matching over each run, no jieba)
-    word-unigram-N    candidate (b'), built here: a `tokenizers` Unigram model on the same pre-tokenized text
+    word-bpe-N        data_scripts/train_tokenizer.py --level word (the default design: BPE over runs of text whose
+                      CJK characters are not split apart; all characters in the vocab)
+    word-unigram-N    train_tokenizer.py --level word --word_model unigram (the same, with a Unigram model:
+                      sentencepiece's algorithm)
+    word-jieba-fmm-N  the rejected candidate, built here: the most frequent jieba words of the corpus + every
+                      character, as a WordPiece vocab without "##" (inference = forward maximum matching over each
+                      run, no jieba at inference)
 
 Measured per tokenizer: vocab size, multi-character tokens, CPU seconds to build, tokens per text (mean / p50 / p99)
 on train and dev, [UNK] rate on dev (share of tokens, and share of characters covered by [UNK] tokens: a WordPiece
@@ -21,7 +23,8 @@ trial the answers whose first or last character is inside a token (run_qa.py can
     python bench/tokenizer_levels.py --corpus data/corpus_all.txt --data_dir ../shared/data
 
 Writes bench/results/tokenizer_levels.json and .md (with the command, git commit, machine and library versions).
-Unigram training takes minutes of CPU per size; it runs at --unigram_sizes only (default 16000).
+Unigram training takes minutes of CPU per size; it runs at --unigram_sizes only (default 16000). The whole benchmark
+took about 17 minutes on the shared 2-core machine.
 """
 
 import argparse
@@ -113,12 +116,11 @@ def cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
-def script_tokenizer(corpus, level, size, out_dir):
+def script_tokenizer(corpus, size, out_dir, *level_args):
     """Train with data_scripts/train_tokenizer.py and load the saved folder the way the run scripts do."""
     from transformers import AutoTokenizer
 
-    train_tokenizer.main(["--train_files", corpus, "--output_dir", out_dir, "--level", level,
-                          "--vocab_size", str(size)])
+    train_tokenizer.main(["--train_files", corpus, "--output_dir", out_dir, "--vocab_size", str(size), *level_args])
     return AutoTokenizer.from_pretrained(out_dir).backend_tokenizer
 
 
@@ -166,20 +168,6 @@ def jieba_fmm_tokenizer(words, chars, size):
                       max_input_chars_per_word=10000)
     tokenizer = Tokenizer(model)
     tokenizer.normalizer, tokenizer.pre_tokenizer = word_normalizer_and_pre_tokenizer()
-    return tokenizer
-
-
-def unigram_tokenizer(texts, size):
-    """Candidate (b'): a Unigram model (sentencepiece's algorithm) on the same pre-tokenized runs. 100k seed pieces
-    instead of the default 1M: in a trial on this corpus the default took longer for the same tokens per text."""
-    from tokenizers import Tokenizer, trainers
-    from tokenizers.models import Unigram
-
-    tokenizer = Tokenizer(Unigram())
-    tokenizer.normalizer, tokenizer.pre_tokenizer = word_normalizer_and_pre_tokenizer()
-    trainer = trainers.UnigramTrainer(vocab_size=size, special_tokens=train_tokenizer.SPECIAL_TOKENS,
-                                      unk_token="[UNK]", max_piece_length=8, seed_size=100_000, show_progress=False)
-    tokenizer.train_from_iterator(texts, trainer=trainer, length=len(texts))
     return tokenizer
 
 
@@ -345,13 +333,14 @@ def main(argv=None):
         tokenizer = build()
         return tokenizer, cpu_seconds() - cpu, time.time() - wall
 
+    level_args = {"char": ["--level", "char"], "word-bpe": ["--level", "word", "--word_model", "bpe"],
+                  "word-unigram": ["--level", "word", "--word_model", "unigram"]}
     plan = []
-    for level in ("char", "word-bpe"):
-        if level in candidates:
-            for size in sizes:
-                plan.append((f"{level}-{size}", lambda level=level, size=size: script_tokenizer(
-                    args.corpus, "char" if level == "char" else "word", size,
-                    os.path.join(args.work_dir, f"{level}-{size}"))))
+    for name in ("char", "word-bpe", "word-unigram"):
+        if name in candidates:
+            for size in unigram_sizes if name == "word-unigram" else sizes:
+                plan.append((f"{name}-{size}", lambda name=name, size=size: script_tokenizer(
+                    args.corpus, size, os.path.join(args.work_dir, f"{name}-{size}"), *level_args[name])))
     if "word-jieba-fmm" in candidates:
         counted = {}
 
@@ -361,8 +350,6 @@ def main(argv=None):
             return jieba_fmm_tokenizer(counted["words"], counted["chars"], size)
 
         plan += [(f"word-jieba-fmm-{size}", lambda size=size: fmm(size)) for size in sizes]
-    if "word-unigram" in candidates:
-        plan += [(f"word-unigram-{size}", lambda size=size: unigram_tokenizer(corpus, size)) for size in unigram_sizes]
 
     for name, build in plan:
         tokenizer, cpu_s, wall_s = timed(build)
