@@ -312,6 +312,16 @@ def markdown(report):
                      f"{b['boundaries']:,}) | {100 * b['entities_not_on_token_boundaries']:.1f}% | "
                      f"{100 * a['rate']:.1f}% ({a['answers_not_on_token_boundaries']} of {a['answers']}) | "
                      f"{r['example']} |")
+    lines += [
+        "",
+        "build CPU s: CPU seconds of this process (all threads) for train_tokenizer.py's main() (read, train, save, "
+        "reload and check) or for building the candidate; word-jieba-fmm segments the corpus with jieba once, charged "
+        "to its first size. A character vocab runs out of merges at about 14.1k tokens (16k and 32k differ by a few "
+        "tokens: the trainer is not deterministic). [UNK] characters: a WordPiece [UNK] (jieba-fmm) stands for its "
+        "whole run of text, a BPE / Unigram [UNK] for one character. Entity boundaries: the start and the end of "
+        "every CLUENER dev entity; inside a token = one token covers characters on both sides. run_ner.py tokenizes "
+        "character by character, so they do not affect it; run_qa.py can only predict whole tokens.",
+    ]
     return "\n".join(lines) + "\n"
 
 

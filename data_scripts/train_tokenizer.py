@@ -25,7 +25,7 @@ Measured on a 4.76M-character corpus of this repo's training splits
 tokens instead of 17.7 (char), ChnSentiCorp reviews 69 instead of 104; [UNK]
 only for characters the corpus never had. A token that spans several characters
 can contain a boundary the task needs: 5.5% of CLUENER dev entities (BPE; 3.1%
-with Unigram, which trains 7x slower) and 2.4% of CMRC2018 answers (0.9%) do
+with Unigram, which trains 8x slower) and 2.4% of CMRC2018 answers (0.9%) do
 not start and end on token boundaries; run_qa.py then can only predict the
 covering tokens.
 
@@ -102,7 +102,7 @@ def parse_args(argv=None):
         "--word_model",
         choices=["bpe", "unigram"],
         default=None,
-        help="--level word: BPE (default; 7x faster to train) or Unigram (same tokens per text, fewer entity and "
+        help="--level word: BPE (default; 8x faster to train) or Unigram (same tokens per text, fewer entity and "
         "answer boundaries inside a token); see bench/results/tokenizer_levels.md.",
     )
     parser.add_argument("--text_column_index", type=int, default=0, help="Column of .tsv files holding the text.")
