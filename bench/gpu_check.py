@@ -377,6 +377,8 @@ def child_env(args):
                HF_DATASETS_CACHE=str(args.work_dir / "datasets_cache"), PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
     if args.smoke:
         env["OMP_NUM_THREADS"] = "1"  # tiny models: more threads only wait on each other on a shared CPU
+        # the smoke run checks the bf16 code paths; a CPU without bf16 matrix instructions would drop --bf16
+        env["RECIPES_CPU_BF16"] = "1"
     return env
 
 

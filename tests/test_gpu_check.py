@@ -128,9 +128,9 @@ def test_gpu_plan_arguments_parse_with_each_scripts_parser(gpu_plan):
     assert [s["name"] for s in steps] == STEPS[1:]
     dataclasses = {
         "run_classification.py": (run_classification.ModelArguments, run_classification.DataTrainingArguments,
-                                  run_classification.ClassificationTrainingArguments),
-        "run_ner.py": (run_ner.ModelArguments, run_ner.DataTrainingArguments, run_ner.NERTrainingArguments),
-        "run_qa.py": (run_qa.ModelArguments, run_qa.DataTrainingArguments, run_qa.QATrainingArguments),
+                                  run_classification.FineTuningTrainingArguments),
+        "run_ner.py": (run_ner.ModelArguments, run_ner.DataTrainingArguments, run_ner.FineTuningTrainingArguments),
+        "run_qa.py": (run_qa.ModelArguments, run_qa.DataTrainingArguments, run_qa.FineTuningTrainingArguments),
     }
     for step in steps:
         if step["kind"] == "script":
