@@ -30,8 +30,8 @@ for the wall time. The 4-layer 256-wide model of the other benchmarks (--num_hid
 --num_attention_heads 4 --intermediate_size 1024 --learning_rate 5e-4) costs about 5x more, pad128 most of it.
 
     OMP_NUM_THREADS=1 python bench/classification_throughput.py --data_dir ../shared/data/thucnews_titles
-    python bench/classification_throughput.py --max_train_samples 200 --max_eval_samples 100 --epochs 0.2 \\
-        --seeds 1,2 --output /tmp/ct_smoke/ct.json --work_dir /tmp/ct_smoke            # smoke run
+    python bench/classification_throughput.py --smoke --seeds 1,2 --output /tmp/ct_smoke/ct.json \\
+        --work_dir /tmp/ct_smoke                                                       # smoke run
 
 Writes bench/results/classification_throughput.json (every run, the exact commands, commit, machine, seeds, the FLOP
 formula) and .md (the table and the targets).
@@ -45,6 +45,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
+    TINY_SHAPE,
+    add_smoke_argument,
+    apply_smoke,
     PAIRED_RULE,
     REPO,
     TINY,
@@ -105,6 +108,9 @@ FLOPS_FORMULA = (
 )
 
 
+SMOKE = dict(max_train_samples=200, max_eval_samples=100, epochs=0.2, matmul_size=256, **TINY_SHAPE)  # --smoke
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_dir", default="../shared/data/thucnews_titles",
@@ -141,7 +147,8 @@ def parse_args(argv=None):
     p.add_argument("--num_attention_heads", type=int, default=TINY["num_attention_heads"])
     p.add_argument("--intermediate_size", type=int, default=TINY["intermediate_size"])
     p.add_argument("--matmul_size", type=int, default=2048, help="Square matrix size for the fp32 matmul peak.")
-    args = p.parse_args(argv)
+    add_smoke_argument(p, SMOKE)
+    args = apply_smoke(p.parse_args(argv), SMOKE)
 
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in args.configs if c not in CONFIGS]

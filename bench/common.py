@@ -215,6 +215,26 @@ def add_seed_argument(parser, default="1,2,3"):
                              "alike. Tables show mean ± std over the seeds.")
 
 
+TINY_SHAPE = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}
+
+
+def add_smoke_argument(parser, caps):
+    """--smoke: the benchmark's code path end to end on tiny caps (numbers mean nothing); caps: {argument: value}."""
+    parser.add_argument("--smoke", action="store_true",
+                        help="Smoke run: check the code path end to end in minutes, numbers mean nothing. Sets "
+                             + ", ".join(f"--{k} {v}" for k, v in caps.items() if v is not True)
+                             + "".join(f", --{k}" for k, v in caps.items() if v is True)
+                             + " (over the values given).")
+
+
+def apply_smoke(args, caps):
+    """With --smoke, the caps replace the arguments' values; the report's settings then show what ran."""
+    if getattr(args, "smoke", False):
+        for name, value in caps.items():
+            setattr(args, name, value)
+    return args
+
+
 def bench_env(work_dir):
     """The environment of every child run: offline, no tokenizer threads, its own datasets cache. OMP_NUM_THREADS and
     the rest are inherited (machine_facts records OMP_NUM_THREADS)."""
@@ -324,6 +344,23 @@ def paired_comparison(differences):
         verdict = "within noise"
     stats.update(verdict=verdict, wins=sum(d > 0 for d in stats["values"]), seeds=sorted(differences))
     return stats
+
+
+COMBINED_RULE = ("beats the baseline when the difference of the means over seeds is larger than the combined std "
+                 "sqrt(std_a^2 + std_b^2) of the two configurations (sample stds over seeds)")
+
+
+def combined_comparison(stats, baseline_stats):
+    """COMBINED_RULE on two mean_std results: {"difference", "combined_std", "exceeds", "n", "baseline_n"};
+    exceeds is None when either side has fewer than 2 values (no std to compare with)."""
+    if stats.get("mean") is None or baseline_stats.get("mean") is None:
+        return {"difference": None, "combined_std": None, "exceeds": None, "n": stats.get("n", 0),
+                "baseline_n": baseline_stats.get("n", 0)}
+    difference = stats["mean"] - baseline_stats["mean"]
+    combined = (stats["std"] ** 2 + baseline_stats["std"] ** 2) ** 0.5
+    enough = stats["n"] >= 2 and baseline_stats["n"] >= 2
+    return {"difference": difference, "combined_std": combined, "exceeds": (difference > combined) if enough else None,
+            "n": stats["n"], "baseline_n": baseline_stats["n"]}
 
 
 def summarise(runs, metrics, baseline=None, ratio_metrics=(), difference_metrics=(), key="config"):

@@ -11,8 +11,7 @@ samples/s, the demo's wall time, others' CPU share; then mean ± std.
 Default scale: the demo as shipped (13,889 training reviews, 4 epochs), seeds 1,2,3; wall time in bench/README.md.
 
     OMP_NUM_THREADS=1 python bench/demo_seeds.py
-    python bench/demo_seeds.py --seeds 1,2 --demo_args "--max_train_samples 200 --max_eval_samples 100 \\
-        --max_predict_samples 100 --num_train_epochs 0.2" --work_dir /tmp/demo_smoke --output /tmp/demo_smoke/d.json
+    python bench/demo_seeds.py --smoke --seeds 1,2 --work_dir /tmp/demo_smoke --output /tmp/demo_smoke/d.json
 
 Writes bench/results/demo_seeds.json (every run, the exact commands, commit, machine, seeds) and .md.
 """
@@ -40,6 +39,8 @@ from common import (  # noqa: E402
 )
 
 DEMO = os.path.join(REPO, "scripts", "demo.sh")
+SMOKE_DEMO_ARGS = ("--max_train_samples 200 --max_eval_samples 100 --max_predict_samples 100 "
+                   "--num_train_epochs 0.2")
 METRICS = ["eval_accuracy", "eval_macro_f1", "predict_accuracy", "predict_macro_f1", "train_samples_per_second",
            "train_runtime", "wall_s", "peak_rss_mb"]
 
@@ -50,11 +51,15 @@ def parse_args(argv=None):
     p.add_argument("--demo_args", default="",
                    help="More run_classification.py arguments for the demo (smoke runs: smaller caps, fewer epochs); "
                         "default none: the demo as shipped.")
+    p.add_argument("--smoke", action="store_true",
+                   help=f"Smoke run (numbers mean nothing): --demo_args '{SMOKE_DEMO_ARGS}' before any of yours.")
     p.add_argument("--work_dir", default="/tmp/demo_seeds", help="DATA and OUT of each seed's demo go here.")
     p.add_argument("--output", default=os.path.join(REPO, "bench", "results", "demo_seeds.json"),
                    help="JSON results; the Markdown table goes next to it (.md).")
     p.add_argument("--reuse_runs", action="store_true", help="Keep runs that already finished with the same command.")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.demo_args = f"{SMOKE_DEMO_ARGS} {args.demo_args}".strip()
     args.work_dir, args.output = os.path.abspath(args.work_dir), os.path.abspath(args.output)
     return args
 

@@ -37,6 +37,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
+    TINY_SHAPE,
+    add_smoke_argument,
+    apply_smoke,
     PAIRED_RULE,
     REPO,
     SMALL,
@@ -47,6 +50,7 @@ from common import (  # noqa: E402
     busy_mark,
     collapse_note,
     collapse_warning,
+    combined_comparison,
     fmt_comparison,
     fmt_mean_std,
     fmt_ratio,
@@ -101,23 +105,29 @@ VERDICT_WORDS = {"better": "yes", "worse": "no (worse)", "within noise": "no (wi
 
 
 def parse_head_learning_rates(text):
-    """'1e-3' (every configuration) or 'cnn=2e-3,lstm=5e-4' -> {name or '*': rate}."""
+    """'1e-3' (every configuration), 'cnn=2e-3,lstm=5e-4', or a grid 'cnn=5e-4:1e-3:2e-3' -> {name or '*': [rates]}."""
     rates = {}
     for item in (x.strip() for x in text.split(",") if x.strip()):
-        name, _, value = item.rpartition("=")
+        name, _, values = item.rpartition("=")
         try:
-            rates[name or "*"] = float(value)
+            rates[name or "*"] = [float(v) for v in values.split(":") if v.strip()]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--head_learning_rate: {item!r} is not RATE or NAME=RATE") from None
+            rates[name or "*"] = []
+        if not rates[name or "*"]:
+            raise argparse.ArgumentTypeError(f"--head_lr: {item!r} is not RATE, NAME=RATE or NAME=RATE:RATE:...")
     return rates
+
+
+SMOKE = dict(max_train_samples=200, max_eval_samples=100, epochs=0.2, **TINY_SHAPE)  # --smoke
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", choices=list(SUITES), required=True)
-    p.add_argument("--model_name_or_path", default=None,
-                   help="A run_mlm.py checkpoint to fine-tune (its tokenizer too). Without it a vocab is trained on "
-                        "the training texts and the encoder (--num_hidden_layers ...) starts from random weights.")
+    p.add_argument("--model_name_or_path", "--pretrained", dest="model_name_or_path", default=None,
+                   help="A run_mlm.py checkpoint to fine-tune (its tokenizer too): what the heads suite is for. "
+                        "Without it a vocab is trained on the training texts and the encoder (--num_hidden_layers "
+                        "...) starts from random weights.")
     p.add_argument("--data_dir", default=None, help="Default: the suite's folder under ../shared/data.")
     p.add_argument("--configs", default=None, help="Comma-separated subset of the suite's configurations.")
     p.add_argument("--frozen", default="trained", choices=["trained", "frozen", "both"],
@@ -132,9 +142,11 @@ def parse_args(argv=None):
     p.add_argument("--learning_rate", type=float, default=None,
                    help=f"The encoder's learning rate for every configuration (default {PRETRAINED_LR:g} with "
                         f"--model_name_or_path, {SCRATCH_LR:g} from scratch).")
-    p.add_argument("--head_learning_rate", type=parse_head_learning_rates, default={},
-                   help="Override the head learning rates of the table: RATE for every configuration, or "
-                        "NAME=RATE,NAME=RATE (e.g. cnn=2e-3,lstm=5e-4).")
+    p.add_argument("--head_lr", "--head_learning_rate", dest="head_learning_rate", type=parse_head_learning_rates,
+                   default={},
+                   help="Head learning rates instead of the table's: RATE for every configuration, NAME=RATE,... "
+                        "(e.g. cnn=1e-3,lstm=1e-3), or a grid NAME=RATE:RATE:... (e.g. cnn=5e-4:1e-3:2e-3): one "
+                        "configuration per rate, named NAME@lrRATE, each compared with the baseline.")
     p.add_argument("--window_stride", type=int, default=32, help="long_text: tokens between window starts.")
     p.add_argument("--max_windows", type=int, default=8, help="long_text: windows per document at most.")
     p.add_argument("--num_hidden_layers", type=int, default=None,
@@ -146,7 +158,8 @@ def parse_args(argv=None):
     p.add_argument("--work_dir", default=None, help="Default: /tmp/heads_comparison_<suite>.")
     p.add_argument("--output", default=None, help="Default: bench/results/<heads|long_text>_comparison.json (+ .md).")
     p.add_argument("--reuse_runs", action="store_true", help="Keep runs that already finished with the same command.")
-    args = p.parse_args(argv)
+    add_smoke_argument(p, SMOKE)
+    args = apply_smoke(p.parse_args(argv), SMOKE)
     suite = SUITES[args.suite]
     for key in ("epochs", "max_train_samples", "max_eval_samples"):
         if getattr(args, key) is None:
@@ -165,44 +178,71 @@ def parse_args(argv=None):
     if args.learning_rate is None:
         args.learning_rate = PRETRAINED_LR if args.model_name_or_path else SCRATCH_LR
     args.configs = plan_configs(args, p)
-    unknown = set(args.head_learning_rate) - set(args.configs) - {"*"}
-    if unknown:
-        p.error(f"--head_learning_rate: unknown configurations {sorted(unknown)}; choose from {list(args.configs)}")
     args.work_dir = os.path.abspath(args.work_dir or f"/tmp/heads_comparison_{args.suite}")
     args.output = os.path.abspath(args.output or os.path.join(REPO, "bench", "results", suite["output"] + ".json"))
     return args
 
 
 def plan_configs(args, parser):
-    """{name: (arguments, head learning rate or None)} of the suite, with the frozen variants asked for."""
-    base = SUITES[args.suite]["configs"]
-    if args.suite == "long_text":
-        configs = dict(base)
-    else:
-        configs = {}
-        for name, (extra, head_lr) in base.items():
-            if args.frozen in ("trained", "both"):
-                configs[name] = (extra, head_lr)
-            if args.frozen in ("frozen", "both"):
-                configs[f"{name}_frozen"] = (extra + ["--freeze", "all"], FROZEN_HEAD_LR)
+    """{name: (arguments, head learning rate or None: the encoder's)} of the suite, with the frozen variants asked
+    for, --configs' subset, and --head_lr's rates (a grid gives one configuration per rate: NAME@lrRATE)."""
+    suite = SUITES[args.suite]
+    configs = {}
+    for name, (extra, head_lr) in suite["configs"].items():
+        if args.suite == "long_text" or args.frozen in ("trained", "both"):
+            configs[name] = (extra, head_lr)
+        if args.suite == "heads" and args.frozen in ("frozen", "both"):
+            configs[f"{name}_frozen"] = (extra + ["--freeze", "all"], FROZEN_HEAD_LR)
     if args.configs:
         wanted = [c for c in args.configs.split(",") if c]
         unknown = [c for c in wanted if c not in configs]
         if unknown:
             parser.error(f"unknown --configs {unknown}; choose from {list(configs)}")
         configs = {k: v for k, v in configs.items() if k in wanted}
-    return configs
+    rates = args.head_learning_rate
+    unknown = set(rates) - set(configs) - {"*"}
+    if unknown:
+        parser.error(f"--head_lr: unknown configurations {sorted(unknown)}; choose from {list(configs)}")
+    planned = {}
+    for name, (extra, head_lr) in configs.items():
+        grid = rates.get(name, rates.get("*", [head_lr]))
+        if len(grid) > 1 and name == baseline_of(name, args.suite):
+            parser.error(f"--head_lr: {name} is the baseline, it runs at one head learning rate")
+        for lr in grid:
+            planned[f"{name}@lr{lr:g}" if len(grid) > 1 else name] = (extra, lr)
+    return planned
 
 
 def head_lr(args, name):
-    """The head learning rate of a configuration: --head_learning_rate's, else the table's (None: the encoder's)."""
-    rates = args.head_learning_rate
-    return rates.get(name, rates.get("*", args.configs[name][1]))
+    """The head learning rate of a configuration (None: the encoder's)."""
+    return args.configs[name][1]
 
 
 def baseline_of(name, suite):
     base = SUITES[suite]["baseline"]
-    return f"{base}_frozen" if name.endswith("_frozen") else base
+    return f"{base}_frozen" if name.split("@")[0].endswith("_frozen") else base
+
+
+def summarise_heads(runs, suite):
+    """mean ± std over seeds per configuration, and per configuration against its baseline (linear_mean, or
+    linear_mean_frozen; truncate_head for long texts): the speed ratio per seed, the paired comparison of accuracy
+    and macro-F1, and the verdict: {name: {"baseline", "combined" (common.COMBINED_RULE), "paired"}}."""
+    metrics = ["eval_accuracy", "eval_macro_f1", "train_samples_per_second", "train_seconds_per_epoch", "peak_rss_mb"]
+    summary, verdicts = summarise(runs, metrics), {}
+    for name, entry in summary.items():
+        done = [r for r in runs if r["config"] == name and "truncated_train_texts" in r]
+        if done:
+            entry["truncated"] = f"{done[0]['truncated_train_texts']} of {done[0]['train_examples']}"
+        base = baseline_of(name, suite)
+        if name != base and base in summary:
+            compared = summarise([r for r in runs if r["config"] in (name, base)], [], baseline=base,
+                                 ratio_metrics=["train_samples_per_second"],
+                                 difference_metrics=["eval_accuracy", "eval_macro_f1"])[name]
+            entry["difference_to"], entry["ratio_to"] = compared["difference"], compared["ratio"]
+            entry["combined_to"] = combined_comparison(entry["eval_accuracy"], summary[base]["eval_accuracy"])
+            verdicts[name] = {"baseline": base, "combined": entry["combined_to"],
+                              "paired": entry["difference_to"]["eval_accuracy"]}
+    return summary, verdicts
 
 
 def markdown(report):
@@ -233,9 +273,23 @@ def markdown(report):
                      f"{s['failed_runs']}/{s['runs']} |")
     verdicts = report.get("verdicts")
     if verdicts:
-        lines += ["", "| configuration | beats its baseline over seeds? |", "|---|---|"]
+        what = "mean pooling" if suite == "heads" else "head-only truncation"
+        lines += ["", f"Does it beat {what} over the seeds? Yes when the difference of the mean dev accuracies is "
+                      "larger than their combined std, sqrt(std_config^2 + std_baseline^2); the paired comparison "
+                      "(per-seed differences) next to it.", "",
+                  "| configuration | head lr | baseline | mean difference (points) | combined std (points) | "
+                  f"beats {what}? | paired over seeds |", "|---|---:|---|---:|---:|---|---|"]
+        if suite == "heads" and not encoder["pretrained"]:
+            lines[-3:-3] = ["**Encoder trained from scratch**: the heads' verdict is meant for a pretrained checkpoint "
+                            "(--pretrained DIR, a run_mlm.py output).", ""]
         for name, v in verdicts.items():
-            lines.append(f"| {name} | {v} |")
+            c, lr = v["combined"], report["head_learning_rates"][name]
+            answer = {True: "**yes**", False: "no", None: "undecided (fewer than 2 seeds)"}[c["exceeds"]]
+            difference = "-" if c["difference"] is None else f"{c['difference'] * 100:+.2f}"
+            combined_std = "-" if c["combined_std"] is None else f"{c['combined_std'] * 100:.2f}"
+            lines.append(f"| {name} | {'encoder lr' if lr is None else f'{lr:g}'} | {v['baseline']} | {difference} | "
+                         f"{combined_std} | "
+                         f"{answer} | {VERDICT_WORDS[v['paired']['verdict']]}: {fmt_comparison(v['paired'])} |")
     lines.append(collapse_note(s_all))
     lines += ["", "Head lr: the learning rate of everything outside the BERT body (run_classification.py "
                   "--head_learning_rate; the pooler is part of the body). (busy): other processes used more than 5% "
@@ -300,24 +354,7 @@ def main(argv=None):
                 "train_examples": summary["splits"]["train"]["examples"], "collapse_warning": collapse_warning(out_dir)}
 
     def save():
-        runs = report["runs"]
-        metrics = ["eval_accuracy", "eval_macro_f1", "train_samples_per_second", "train_seconds_per_epoch",
-                   "peak_rss_mb"]
-        summary = summarise(runs, metrics)
-        verdicts = {}
-        for name, entry in summary.items():
-            done = [r for r in runs if r["config"] == name and "truncated_train_texts" in r]
-            if done:
-                entry["truncated"] = f"{done[0]['truncated_train_texts']} of {done[0]['train_examples']}"
-            base = baseline_of(name, args.suite)
-            if name != base and base in summary:
-                compared = summarise([r for r in runs if r["config"] in (name, base)], [], baseline=base,
-                                     ratio_metrics=["train_samples_per_second"],
-                                     difference_metrics=["eval_accuracy", "eval_macro_f1"])[name]
-                entry["difference_to"], entry["ratio_to"] = compared["difference"], compared["ratio"]
-                d = entry["difference_to"]["eval_accuracy"]
-                verdicts[name] = f"{VERDICT_WORDS[d['verdict']]}: {fmt_comparison(d)} points vs {base}"
-        report["summary"], report["verdicts"] = summary, verdicts
+        report["summary"], report["verdicts"] = summarise_heads(report["runs"], args.suite)
         write_report(report, args.output, markdown(report))
 
     run_over_seeds(report, args.seeds, list(args.configs), make_command, collect, args.work_dir, env,

@@ -25,8 +25,7 @@ sentences and all 1,343 dev sentences; People's Daily: the first 2,000 training 
 1,000 dev; 2 epochs; seeds 1,2,3; 4 + 2 runs per seed.
 
     OMP_NUM_THREADS=1 python bench/ner_heads.py --model_name_or_path outputs/news_bert/mlm
-    python bench/ner_heads.py --max_train_samples 200 --max_eval_samples 100 --epochs 0.2 --pd_max_train_samples 200 \\
-        --pd_max_eval_samples 100 --seeds 1,2 --output /tmp/ner_smoke/ner.json --work_dir /tmp/ner_smoke   # smoke
+    python bench/ner_heads.py --smoke --seeds 1,2 --output /tmp/ner_smoke/ner.json --work_dir /tmp/ner_smoke  # smoke
 """
 
 import argparse
@@ -38,6 +37,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
+    TINY_SHAPE,
+    add_smoke_argument,
+    apply_smoke,
     PAIRED_RULE,
     REPO,
     SMALL,
@@ -67,6 +69,10 @@ HEADS = ("softmax", "lstm", "crf", "lstm_crf")
 BASELINE_HEAD = "softmax"
 REFERENCE_MACRO_F1 = 0.70  # BiLSTM-CRF on CLUENER2020 dev, CLUEbenchmark/CLUENER2020 README
 PD_SPLIT_SEED = 42  # People's Daily train/dev/test split: the same data for every training seed
+
+
+SMOKE = dict(max_train_samples=200, max_eval_samples=100, epochs=0.2, pd_max_train_samples=200,  # --smoke
+             pd_max_eval_samples=100, **TINY_SHAPE)
 
 
 def parse_args(argv=None):
@@ -104,7 +110,8 @@ def parse_args(argv=None):
     p.add_argument("--output", default=os.path.join(REPO, "bench", "results", "ner_heads.json"),
                    help="JSON results; the Markdown table goes next to it (.md).")
     p.add_argument("--reuse_runs", action="store_true", help="Keep runs that already finished with the same command.")
-    args = p.parse_args(argv)
+    add_smoke_argument(p, SMOKE)
+    args = apply_smoke(p.parse_args(argv), SMOKE)
     if bool(args.config_name) != bool(args.tokenizer_name):
         p.error("--config_name and --tokenizer_name go together.")
     if args.model_name_or_path and args.config_name:

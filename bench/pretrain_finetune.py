@@ -23,6 +23,7 @@ corpus (~81k lines; the slow part: pass --pretrained to reuse a checkpoint).
 
     OMP_NUM_THREADS=1 python bench/pretrain_finetune.py --pretrained outputs/news_bert/mlm
     OMP_NUM_THREADS=1 python bench/pretrain_finetune.py --extra_corpus ../shared/data/cluener/train.json
+    python bench/pretrain_finetune.py --smoke --seeds 1,2 --work_dir /tmp/pf_smoke --output /tmp/pf_smoke/pf.json
 
 Results: bench/results/pretrain_finetune.json (+ .md table, + pretrain_finetune_curves.png with the loss curves of
 the first seed). The JSON is rewritten after every run, so an interrupted benchmark keeps what it finished;
@@ -36,6 +37,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
+    add_smoke_argument,
+    apply_smoke,
     PAIRED_RULE,
     REPO,
     add_seed_argument,
@@ -63,6 +66,11 @@ RESULTS = os.path.join(REPO, "bench", "results")
 STAGES = ("corpus", "tokenizer", "pretrain", "finetune", "scratch", "tfidf", "variants")
 DEFAULT_STAGES = "corpus,tokenizer,pretrain,finetune,scratch,tfidf"
 VARIANTS = ("mlm", "wwm", "nsp")
+
+
+# --smoke
+SMOKE = dict(hidden_size=64, num_hidden_layers=2, vocab_size=3000, pretrain_max_steps=5, max_train_samples=200,
+             max_eval_samples=100, finetune_epochs=0.2, variant_steps=5, variant_epochs=0.2, no_peoples_daily=True)
 
 
 def parse_args(argv=None):
@@ -98,7 +106,8 @@ def parse_args(argv=None):
     p.add_argument("--reuse_runs", action="store_true", help="Keep runs that already finished with the same command.")
     p.add_argument("--output", default=os.path.join(RESULTS, "pretrain_finetune.json"),
                    help="JSON results; the .md table and _curves.png go next to it.")
-    args = p.parse_args(argv)
+    add_smoke_argument(p, SMOKE)
+    args = apply_smoke(p.parse_args(argv), SMOKE)
     args.stages = [s for s in args.stages.split(",") if s]
     unknown = set(args.stages) - set(STAGES)
     if unknown:

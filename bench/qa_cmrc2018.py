@@ -22,9 +22,7 @@ questions, the first 500 evaluation questions, 1 epoch, max_seq_length 128, doc_
 seeds 1,2,3.
 
     OMP_NUM_THREADS=1 python bench/qa_cmrc2018.py --model_name_or_path outputs/news_bert/mlm    # both runs
-    python bench/qa_cmrc2018.py --max_train_questions 40 --max_eval_questions 20 --epochs 0.2 --seeds 1,2 \\
-        --hidden_size 64 --num_hidden_layers 2 --num_attention_heads 2 --intermediate_size 128 \\
-        --work_dir /tmp/qa_smoke --output /tmp/qa_smoke/qa.json                                  # smoke run
+    python bench/qa_cmrc2018.py --smoke --seeds 1,2 --work_dir /tmp/qa_smoke --output /tmp/qa_smoke/qa.json  # smoke
 """
 
 import argparse
@@ -35,6 +33,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
+    TINY_SHAPE,
+    add_smoke_argument,
+    apply_smoke,
     PAIRED_RULE,
     REPO,
     SMALL,
@@ -59,6 +60,9 @@ RUN_SCRIPT = os.path.join(REPO, "run_qa.py")
 RUNS = ("from_scratch", "from_checkpoint")
 BASELINE = "from_scratch"
 DEFAULT_OUTPUT = os.path.join(REPO, "bench", "results", "qa_cmrc2018.json")
+
+
+SMOKE = dict(max_train_questions=40, max_eval_questions=20, epochs=0.2, **TINY_SHAPE)  # --smoke
 
 
 def parse_args(argv=None):
@@ -101,7 +105,8 @@ def parse_args(argv=None):
     p.add_argument("--work_dir", default="/tmp/qa_cmrc2018", help="Encoder, run outputs, logs, datasets cache.")
     p.add_argument("--output", default=DEFAULT_OUTPUT, help="JSON file to write (a .md table goes next to it).")
     p.add_argument("--reuse_runs", action="store_true", help="Keep a run whose identical command already finished.")
-    args = p.parse_args(argv)
+    add_smoke_argument(p, SMOKE)
+    args = apply_smoke(p.parse_args(argv), SMOKE)
 
     if bool(args.config_name) != bool(args.tokenizer_name):
         p.error("give --config_name and --tokenizer_name together")

@@ -106,8 +106,10 @@ def test_cpu_config_launches_two_processes_multi_node_keeps_placeholders():
     ("bf16", ["--fp16"], "error"),  # a contradiction is an error, not a silent override
 ])
 def test_mixed_precision_is_set_in_one_place(env, flags, expected, monkeypatch, tmp_path):
+    import script_utils
     from script_utils import RecipeTrainingArguments, parse_args
 
+    monkeypatch.setattr(script_utils, "cpu_bf16_is_fast", lambda: True)  # a CPU without fast bf16 drops it
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", env)
     argv = ["--output_dir", str(tmp_path), "--report_to", "none", *flags]
     if expected == "error":
