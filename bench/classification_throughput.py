@@ -25,9 +25,9 @@ paired rule (bench/common.PAIRED_RULE: "equal accuracy" = not worse). A TF-IDF c
 runs once on the same split (it is deterministic).
 
 Default scale (affordable on a 2-core AVX2 CPU at OMP_NUM_THREADS=1, where pad128 dominates the time): the first 12,000
-training titles, the first 2,000 dev titles, 2 epochs, seeds 1,2,3, the 2-layer 128-wide model: see bench/README.md
-for the wall time. The 4-layer 256-wide model of the other benchmarks (--num_hidden_layers 4 --hidden_size 256
---num_attention_heads 4 --intermediate_size 1024 --learning_rate 5e-4) costs about 5x more, pad128 most of it.
+training titles, the first 2,000 dev titles, 2 epochs, seeds 1,2,3, the 2-layer 128-wide model (wall times: the runs
+in the JSON). The 4-layer 256-wide model of the other benchmarks (--num_hidden_layers 4 --hidden_size 256
+--num_attention_heads 4 --intermediate_size 1024 --learning_rate 5e-4) costs more, pad128 most of it.
 
     OMP_NUM_THREADS=1 python bench/classification_throughput.py --data_dir ../shared/data/thucnews_titles
     python bench/classification_throughput.py --smoke --seeds 1,2 --output /tmp/ct_smoke/ct.json \\

@@ -15,6 +15,7 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_DIR = os.path.join(REPO, "bench", "results")
 TOKENIZER_SCRIPT = os.path.join(REPO, "data_scripts", "train_tokenizer.py")
 BUSY_THRESHOLD = 0.05  # other processes' share of the CPUs during a run above which its timing is flagged
 # Model shapes built from scratch (data_scripts/train_tokenizer.py --write_config).
@@ -247,6 +248,10 @@ def new_report(script, argv, args, **fields):
     OMP_NUM_THREADS), its settings (seeds included); the child runs' commands and records are appended to
     "commands" and "runs"."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    output = getattr(args, "output", None)
+    if getattr(args, "smoke", False) and output and os.path.abspath(output).startswith(RESULTS_DIR + os.sep):
+        sys.exit(f"error: --smoke would overwrite the published {os.path.relpath(output, REPO)}: pass --output "
+                 "somewhere else (e.g. /tmp/smoke/bench.json)")
     report = {"benchmark": os.path.relpath(os.path.abspath(script), REPO),
               "command": shlex.join([sys.executable, os.path.relpath(os.path.abspath(script), os.getcwd()), *argv]),
               "cwd": os.getcwd(), "machine": machine_facts(),
@@ -265,6 +270,8 @@ def read_json(path):
 
 def write_report(report, output, markdown_text):
     """output (.json) and the Markdown table next to it (.md); the table is also kept in the JSON."""
+    if report.get("settings", {}).get("smoke"):
+        markdown_text = "**Smoke run (--smoke): tiny caps, the numbers mean nothing.**\n\n" + markdown_text
     report["markdown"] = markdown_text
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w", encoding="utf-8") as f:

@@ -8,7 +8,7 @@ OUT folders under --work_dir (the data preparation is deterministic; the vocab t
 between runs, part of what a user re-running the demo sees). Per seed: dev and test accuracy and macro-F1, training
 samples/s, the demo's wall time, others' CPU share; then mean ± std.
 
-Default scale: the demo as shipped (13,889 training reviews, 4 epochs), seeds 1,2,3; wall time in bench/README.md.
+Default scale: the demo as shipped (13,889 training reviews, 4 epochs), seeds 1,2,3.
 
     OMP_NUM_THREADS=1 python bench/demo_seeds.py
     python bench/demo_seeds.py --smoke --seeds 1,2 --work_dir /tmp/demo_smoke --output /tmp/demo_smoke/d.json

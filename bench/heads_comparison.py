@@ -18,12 +18,12 @@ fresh process, all configurations of one seed back to back; tabulated as mean ±
                      fused by max, mean, attention, transformer (--head windows); compared with truncate_head.
                      From scratch by default, --model_name_or_path optional.
 
-Default scale (a 2-core AVX2 CPU at OMP_NUM_THREADS=1; wall times in bench/README.md):
+Default scale (a 2-core AVX2 CPU at OMP_NUM_THREADS=1):
   heads      the first 4,000 training titles, the first 2,000 dev titles, 2 epochs, seeds 1,2,3, 10 configurations
              (from scratch without a checkpoint: 4 layers, 256 wide)
   long_text  the first 6,000 training reviews, all 1,200 dev reviews, 1 epoch, seeds 1,2,3, 7 configurations, a
-             2-layer 128-wide encoder from scratch (windows cost ~4x truncation: a --model_name_or_path checkpoint of
-             4 layers x 256 costs ~5x more again; lower --max_train_samples with it)
+             2-layer 128-wide encoder from scratch (a --model_name_or_path checkpoint of 4 layers x 256 costs more:
+             lower --max_train_samples with it)
 
     OMP_NUM_THREADS=1 python bench/heads_comparison.py --suite heads --model_name_or_path outputs/news_bert/mlm
     OMP_NUM_THREADS=1 python bench/heads_comparison.py --suite long_text

@@ -20,7 +20,7 @@ written (data_scripts/train_tokenizer.py), and every head trains that encoder fr
 Targets (issue #5): the CRF head beats the softmax head on CLUENER dev (over seeds, the paired rule); a small encoder
 reaches the BiLSTM-CRF reference of 70.0 macro-F1 on CLUENER dev (CLUEbenchmark/CLUENER2020) once it is pretrained.
 
-Default scale (a 2-core AVX2 CPU at OMP_NUM_THREADS=1; wall time in bench/README.md): the first 3,000 CLUENER training
+Default scale (a 2-core AVX2 CPU at OMP_NUM_THREADS=1): the first 3,000 CLUENER training
 sentences and all 1,343 dev sentences; People's Daily: the first 2,000 training sentences (chunks of 128 tokens),
 1,000 dev; 2 epochs; seeds 1,2,3; 4 + 2 runs per seed.
 

@@ -22,7 +22,7 @@ each round, then mean ± std), dev accuracy, agreement with torch_fp32's labels 
 and the share of the machine's CPUs other processes used meanwhile. Target (issue #7): the best batched configuration
 >= 2x pipeline_loop.
 
-Default scale (a 2-core AVX2 CPU at OMP_NUM_THREADS=1; wall time in bench/README.md): all 10,000 dev titles, 1,000 for
+Default scale (a 2-core AVX2 CPU at OMP_NUM_THREADS=1): all 10,000 dev titles, 1,000 for
 the loop, seeds 1,2,3.
 
     OMP_NUM_THREADS=1 python bench/predict_throughput.py --model outputs/bench_pretrain/runs/finetune/seed1

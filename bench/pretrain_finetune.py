@@ -17,7 +17,7 @@ Stages (each a fresh process; wall time, CPU time, peak memory and other process
   steps and fine-tuned for --variant_epochs per seed, next to random weights at that budget.
 Fine-tuning runs go seed by seed (finetune and scratch of one seed back to back).
 
-Default scale (a 2-core AVX2 CPU at OMP_NUM_THREADS=1; wall times in bench/README.md): fine-tuning on the first
+Default scale (a 2-core AVX2 CPU at OMP_NUM_THREADS=1): fine-tuning on the first
 12,000 training titles for 2 epochs, evaluated on all 10,000 dev titles, seeds 1,2,3; pretraining 1 epoch over the
 corpus (~81k lines; the slow part: pass --pretrained to reuse a checkpoint).
 

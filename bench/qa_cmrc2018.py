@@ -17,7 +17,7 @@ Data: ../shared/data/cmrc2018 (SQuAD-style JSON). Train on cmrc2018_dev.json (3,
 the first answer found in the context is trained on) and evaluate on cmrc2018_trial.json (1,002 questions), or the
 reverse with --reverse. Contexts are long: at max_seq_length 128 / doc_stride 48 a question gives ~7.7 windows.
 
-Default scale (a 2-core AVX2 CPU at OMP_NUM_THREADS=1; wall time in bench/README.md): the first 1,000 training
+Default scale (a 2-core AVX2 CPU at OMP_NUM_THREADS=1): the first 1,000 training
 questions, the first 500 evaluation questions, 1 epoch, max_seq_length 128, doc_stride 48, max_answer_length 60,
 seeds 1,2,3.
 

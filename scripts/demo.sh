@@ -21,8 +21,8 @@ python data_scripts/train_tokenizer.py --train_files $DATA/train.tsv --output_di
     --hidden_size 256 --num_hidden_layers 2 --num_attention_heads 4 --intermediate_size 1024 \
     --max_position_embeddings 256
 
-# Mean pooling over all token outputs: a model trained from scratch learns it much faster than [CLS] through the
-# pooler (with pretrained BERT either works). head+tail keeps a review's opening and its verdict at the end.
+# Mean pooling over all token outputs (the heads compared over seeds: bench/heads_comparison.py). head+tail keeps a
+# review's opening and its verdict at the end.
 python run_classification.py \
     --config_name $MODEL_INIT --tokenizer_name $MODEL_INIT \
     --train_file $DATA/train.tsv --validation_file $DATA/dev.tsv --test_file $DATA/test.tsv \

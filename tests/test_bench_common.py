@@ -177,7 +177,11 @@ def test_run_over_seeds_runs_each_configuration_per_seed_in_a_fresh_process_and_
     assert saved["command"].endswith("--seeds 1,2,3 --smoke") and saved["seeds"] == [1, 2, 3]
     machine = saved["machine"]
     assert machine["cpu_count"] >= 1 and machine["torch"] and "git_commit" in machine
-    assert (tmp_path / "results" / "bench.md").read_text(encoding="utf-8") == "| table |\n"
+    assert (tmp_path / "results" / "bench.md").read_text(encoding="utf-8").startswith("**Smoke run (--smoke)")
+    assert saved["markdown"].endswith("| table |\n")
+    published = argparse.Namespace(smoke=True, output=str(Path(common.REPO) / "bench" / "results" / "x.json"))
+    with pytest.raises(SystemExit, match="would overwrite the published"):
+        common.new_report(common.__file__, ["--smoke"], published)
 
 
 def heads_args(tmp_path, *extra):
