@@ -17,8 +17,7 @@ python data_scripts/train_tokenizer.py --train_files $DATA/train.txt --output_di
     --hidden_size 256 --num_hidden_layers 4 --num_attention_heads 4 --intermediate_size 1024 \
     --max_position_embeddings 128
 
-# Mean pooling: from scratch it learns far faster than [CLS] through the pooler (which stayed at chance, loss 2.3,
-# for the first half epoch at this learning rate). Titles are short: --max_seq_length auto picks 32.
+# Mean pooling (the heads over seeds: bench/heads_comparison.py). Titles are short: --max_seq_length auto picks 32.
 python run_classification.py \
     --config_name $OUT/init --tokenizer_name $OUT/init \
     --train_file $DATA/train.txt --validation_file $DATA/dev.txt --label_file $DATA/class.txt \
