@@ -61,3 +61,31 @@ def use_cjk_font():
     matplotlib.rcParams["font.sans-serif"] = [family] + sans
     matplotlib.rcParams["font.family"] = ["sans-serif"]
     return family
+
+
+def plot_training_curves(log_history, path, metrics=("eval_accuracy", "eval_macro_f1")):
+    """training_curves.png: loss (train and eval) and the eval metrics per epoch, from trainer.state.log_history."""
+    plt = pyplot()
+    train = [(h["epoch"], h["loss"]) for h in log_history if "loss" in h and "epoch" in h]
+    evals = [h for h in log_history if "eval_loss" in h]
+    if not train and not evals:
+        return False
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
+    if train:
+        ax_loss.plot(*zip(*train), label="train loss", alpha=0.8)
+    if evals:
+        ax_loss.plot([h["epoch"] for h in evals], [h["eval_loss"] for h in evals], "o-", label="eval loss")
+        for key in metrics:
+            points = [(h["epoch"], h[key]) for h in evals if key in h]
+            if points:
+                ax_metric.plot(*zip(*points), "o-", label=key)
+        ax_metric.legend()
+    ax_loss.set_xlabel("epoch")
+    ax_loss.legend()
+    ax_metric.set_xlabel("epoch")
+    ax_metric.set_title("evaluation")
+    ax_loss.set_title("loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

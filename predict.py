@@ -49,7 +49,8 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
-from script_utils import DataError, cpu_bf16_is_fast, decoded_lines, run_main
+from script_utils import DataError, decoded_lines, run_main
+from training import cpu_bf16_is_fast
 
 logger = logging.getLogger("predict")
 

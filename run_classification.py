@@ -51,22 +51,19 @@ from transformers import (
     set_seed,
 )
 
+from checkpoints import checkpoint_to_resume
+from model_card import finish_output_dir
+from plotting import plot_training_curves
 from script_utils import (
-    collapse_warning,
-    DataError,
-    FineTuningTrainer,
     check_max_seq_length,
     data_files,
+    DataError,
     decoded_lines,
-    FineTuningTrainingArguments,
-    checkpoint_to_resume,
-    finish_output_dir,
-    freeze_parameters,
     parse_args,
-    plot_training_curves,
     run_main,
     setup_logging,
 )
+from training import collapse_warning, FineTuningTrainer, FineTuningTrainingArguments, freeze_parameters
 
 import heads  # registers the custom heads (CNN, LSTM, attention, windows, ...) with the Auto classes
 

@@ -67,20 +67,11 @@ from transformers import (
 from transformers.modeling_outputs import MaskedLMOutput
 from transformers.models.bert.modeling_bert import BertForPreTrainingOutput
 
-from script_utils import (
-    DataError,
-    decoded_lines,
-    RecipeTrainer,
-    RecipeTrainingArguments,
-    check_max_seq_length,
-    checkpoint_to_resume,
-    fill_mask_example,
-    finish_output_dir,
-    parse_args,
-    plot_training_curves,
-    run_main,
-    setup_logging,
-)
+from checkpoints import checkpoint_to_resume
+from model_card import fill_mask_example, finish_output_dir
+from plotting import plot_training_curves
+from script_utils import check_max_seq_length, DataError, decoded_lines, parse_args, run_main, setup_logging
+from training import RecipeTrainer, RecipeTrainingArguments
 
 logger = logging.getLogger(__name__)
 

@@ -63,20 +63,11 @@ from transformers import (
 )
 from transformers.trainer_utils import speed_metrics
 
-from script_utils import (
-    DataError,
-    FineTuningTrainer,
-    check_max_seq_length,
-    data_files,
-    FineTuningTrainingArguments,
-    checkpoint_to_resume,
-    finish_output_dir,
-    freeze_parameters,
-    parse_args,
-    plot_training_curves,
-    run_main,
-    setup_logging,
-)
+from checkpoints import checkpoint_to_resume
+from model_card import finish_output_dir
+from plotting import plot_training_curves
+from script_utils import check_max_seq_length, data_files, DataError, parse_args, run_main, setup_logging
+from training import FineTuningTrainer, FineTuningTrainingArguments, freeze_parameters
 
 logger = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=".*null_placement.*")  # pyarrow, via datasets' sort: not ours to fix

@@ -26,7 +26,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification  # noqa:
 
 import heads  # noqa: E402
 import run_classification as rc  # noqa: E402
-import script_utils  # noqa: E402
+import training  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*null_placement.*:FutureWarning")
 
@@ -274,11 +274,11 @@ def test_layerwise_lr_decay(head_lr, model_dir, small_data, tmp_path):
 
 
 def test_encoder_layer_index():
-    assert script_utils.encoder_layer_index("bert.encoder.layer.11.attention.self.query.weight") == 11
-    assert script_utils.encoder_layer_index("bert.encoder.layer.0.output.LayerNorm.bias") == 0
+    assert training.encoder_layer_index("bert.encoder.layer.11.attention.self.query.weight") == 11
+    assert training.encoder_layer_index("bert.encoder.layer.0.output.LayerNorm.bias") == 0
     for name in ("bert.embeddings.word_embeddings.weight", "bert.pooler.dense.weight", "classifier.weight",
                  "rnn.weight_ih_l0", "window_transformer.layers.0.linear1.weight", "bert.layer.3.x"):
-        assert script_utils.encoder_layer_index(name) is None, name
+        assert training.encoder_layer_index(name) is None, name
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -5,15 +5,15 @@ import logging
 import pytest
 
 import helpers  # noqa: F401  (repo root on sys.path)
-import script_utils
-from script_utils import RecipeTrainingArguments
+import training
+from training import RecipeTrainingArguments
 
 
 @pytest.mark.parametrize("fast, expected", [(True, True), (False, False)])
 def test_bf16_follows_what_the_cpu_can_do(fast, expected, monkeypatch, tmp_path, caplog):
-    if script_utils.torch.cuda.is_available():
+    if training.torch.cuda.is_available():
         pytest.skip("on a GPU machine --bf16 goes to the GPU")
-    monkeypatch.setattr(script_utils, "cpu_bf16_is_fast", lambda: fast)
+    monkeypatch.setattr(training, "cpu_bf16_is_fast", lambda: fast)
     with caplog.at_level(logging.WARNING):
         args = RecipeTrainingArguments(output_dir=str(tmp_path), bf16=True)
     assert args.bf16 is expected
@@ -21,4 +21,4 @@ def test_bf16_follows_what_the_cpu_can_do(fast, expected, monkeypatch, tmp_path,
 
 
 def test_cpu_bf16_check_answers():
-    assert script_utils.cpu_bf16_is_fast() in (True, False)
+    assert training.cpu_bf16_is_fast() in (True, False)

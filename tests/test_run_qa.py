@@ -601,7 +601,10 @@ def test_mlm_checkpoint_encoder_is_transferred(qa_model_dir, scripts_run, tmp_pa
     assert "encoder loaded; new (random): ['qa_outputs.bias', 'qa_outputs.weight']; not used:" in log
 
 
-def test_head_learning_rate_freezing_bf16_and_show_examples(qa_model_dir, scripts_run, tmp_path, capsys):
+def test_head_learning_rate_freezing_bf16_and_show_examples(qa_model_dir, scripts_run, tmp_path, capsys, monkeypatch):
+    import training
+
+    monkeypatch.setattr(training, "cpu_bf16_is_fast", lambda: True)  # bf16 is kept on any CPU here (a tiny model)
     train = scripts_run["dir"] / "train.json"
     trainer = rq.main(args(qa_model_dir, tmp_path / "out", "--train_file", train, "--do_train", "--max_steps", "2",
                            "--head_learning_rate", "1e-2", "--freeze_layers", "0", "--bf16", "--show_examples", "2",
