@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
+import utils_qa
 from script_utils import DataError, decoded_lines, run_main
 from training import cpu_bf16_is_fast
 
@@ -461,18 +462,15 @@ class QuestionAnsweringPredictor(_TorchPredictor):
     """Extractive QA (run_qa.py): fields ["question", "context"]; output {"question", "answer", "start", "end",
     "score", "n_best"} with character offsets in the context. Windows over long contexts and the answer search as
     config.question_answering says (max_seq_length, doc_stride, max_query_length, max_answer_length,
-    version_2_with_negative), with run_qa.py's own window and post-processing functions."""
+    version_2_with_negative), with utils_qa's window and post-processing functions, as run_qa.py."""
 
     task = "question-answering"
     auto_class = "AutoModelForQuestionAnswering"
 
     def __init__(self, model_dir, config=None, tokenizer=None, device=None, precision="fp32", onnx_path=None,
                  trust_remote_code=False, threads=None, n_best_size=20, null_score_diff_threshold=0.0):
-        import run_qa
-
         self._load(model_dir, config, tokenizer, device, precision, onnx_path, trust_remote_code)
-        self.run_qa = run_qa
-        self.settings = {**run_qa.DEFAULTS, **(getattr(self.config, "question_answering", None) or {})}
+        self.settings = utils_qa.QASettings(**utils_qa.QASettings.saved_in(self.config))
         self.n_best_size, self.null_score_diff_threshold = n_best_size, null_score_diff_threshold
         self.fields, self.aliases = ["question", "context"], []
         self.id2label = {}
@@ -482,31 +480,13 @@ class QuestionAnsweringPredictor(_TorchPredictor):
 
     def encode(self, questions, contexts):
         """run_qa.py's windows: [CLS] question [SEP] context window [SEP], context characters per position."""
-        s, tok = self.settings, self.tokenizer
-        q_ids = tok(questions, add_special_tokens=False, verbose=False)["input_ids"]
-        c = tok(contexts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         context_type = 1 if getattr(self.config, "type_vocab_size", 2) > 1 else 0
-        out = {k: [] for k in ("input_ids", "token_type_ids", "attention_mask", "char_start", "char_end",
-                               "example_index")}
-        for i in range(len(questions)):
-            question = q_ids[i][:s["max_query_length"]]
-            ids, offsets = c["input_ids"][i], c["offset_mapping"][i]
-            content = s["max_seq_length"] - len(question) - 3
-            prefix = len(question) + 2
-            for start in self.run_qa.window_starts(len(ids), content, content - s["doc_stride"]):
-                end = min(start + content, len(ids))
-                input_ids = [tok.cls_token_id] + question + [tok.sep_token_id] + ids[start:end] + [tok.sep_token_id]
-                out["input_ids"].append(input_ids)
-                out["token_type_ids"].append([0] * prefix + [context_type] * (end - start + 1))
-                out["attention_mask"].append([1] * len(input_ids))
-                out["char_start"].append([-1] * prefix + [o[0] for o in offsets[start:end]] + [-1])
-                out["char_end"].append([-1] * prefix + [o[1] for o in offsets[start:end]] + [-1])
-                out["example_index"].append(i)
-        return out
+        return utils_qa.encode_windows({"question": questions, "context": contexts}, range(len(questions)),
+                                       self.tokenizer, self.settings, context_type)
 
     def read_input(self, path):
         """SQuAD/CMRC2018-style JSON or JSON lines, as run_qa.py reads its test files."""
-        examples = self.run_qa.read_qa_file(path, "test", self.settings["version_2_with_negative"])[0]
+        examples = utils_qa.read_qa_file(path, "test", self.settings.version_2_with_negative)[0]
         return [{"id": e["id"], "question": e["question"], "context": e["context"]} for e in examples]
 
     def predict(self, records, batch_size=32, top_k=None):
@@ -516,10 +496,10 @@ class QuestionAnsweringPredictor(_TorchPredictor):
         features = self.encode([r["question"] for r in records], [r["context"] for r in records])
         logits = self.run(features, ("input_ids", "token_type_ids", "attention_mask"), batch_size)
         s = self.settings
-        predictions, nbest, null_odds = self.run_qa.postprocess_predictions(
+        predictions, nbest, null_odds = utils_qa.postprocess_predictions(
             {"id": ids, "context": [r["context"] for r in records]}, features, [x[0] for x in logits],
-            [x[1] for x in logits], n_best_size=self.n_best_size, max_answer_length=s["max_answer_length"],
-            version_2=s["version_2_with_negative"], null_score_diff_threshold=self.null_score_diff_threshold)
+            [x[1] for x in logits], n_best_size=self.n_best_size, max_answer_length=s.max_answer_length,
+            version_2=s.version_2_with_negative, null_score_diff_threshold=self.null_score_diff_threshold)
         k = top_k if top_k and top_k > 0 else 5
         results = []
         for qid, record in zip(ids, records):
