@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
+import utils_ner
 import utils_qa
 from script_utils import DataError, decoded_lines, run_main
 from training import cpu_bf16_is_fast
@@ -415,18 +416,9 @@ class TokenClassificationPredictor(_TorchPredictor):
 
     def __init__(self, model_dir, config=None, tokenizer=None, device=None, precision="fp32", onnx_path=None,
                  trust_remote_code=False, threads=None):
-        import run_ner
-
         self._load(model_dir, config, tokenizer, device, precision, onnx_path, trust_remote_code)
-        self.run_ner = run_ner
-        settings = dict(getattr(self.config, "token_classification", None) or {})
-        self.max_seq_length = int(settings.get("max_seq_length") or 128)
-        self.budget = self.max_seq_length - 2
-        self.chunk_stride = int(settings.get("chunk_stride") or max(self.budget // 2, 1))
-        self.label_all_tokens = bool(settings.get("label_all_tokens", False))
+        self.settings = utils_ner.NERSettings.of_model(self.config)
         self.label_list = [self.config.id2label[i] for i in range(self.config.num_labels)]
-        parsed = run_ner.model_labels(self.label_list)
-        self.scheme = settings.get("label_scheme") or (parsed[1] if parsed else "BIO")
         self.fields, self.aliases = ["text"], [["sentence"]]
         self.id2label = {}  # top_k does not apply
 
@@ -434,26 +426,28 @@ class TokenClassificationPredictor(_TorchPredictor):
         return (out.logits,)
 
     def predict(self, records, batch_size=32, top_k=None):
-        ner = self.run_ner
         if records and isinstance(records[0], str):
             records = [{"text": r} for r in records]
-        sentences = [ner.Sentence(line=i + 1, units=list(r["text"]), id=r.get("id")) for i, r in enumerate(records)]
-        label2id = {label: i for i, label in enumerate(self.label_list)}
-        columns, meta, unit_offsets, _ = ner.encode_split(
-            sentences, ner.CharTokenizer(self.tokenizer, self.budget), self.tokenizer, label2id, self.scheme,
-            self.budget, self.chunk_stride, self.label_all_tokens)
+        s = self.settings
+        sentences = [utils_ner.Sentence(line=i + 1, units=list(r["text"]), id=r.get("id"))
+                     for i, r in enumerate(records)]
+        budget = s.max_seq_length - 2
+        columns, meta, unit_offsets, _ = utils_ner.encode_split(
+            sentences, utils_ner.CharTokenizer(self.tokenizer, budget), self.tokenizer, None, s.label_scheme, budget,
+            s.chunk_stride, s.label_all_tokens)
         scores = self.run(columns, ("input_ids", "attention_mask"), batch_size)
         width = max(len(x) for x in columns["input_ids"])
         predictions = np.zeros((len(scores), width, len(self.label_list)), dtype=np.float32)
         for k, (logits,) in enumerate(scores):
             predictions[k, :len(logits)] = logits
-        merged = ner.merge_chunks(predictions, meta, unit_offsets)
-        tags = ner.decode_sentences(self.model, merged, unit_offsets, self.label_list, self.scheme,
-                                    self.label_all_tokens)
+        merged = utils_ner.merge_chunks(predictions, meta, unit_offsets)
+        tags = utils_ner.decode_sentences(self.model, merged, unit_offsets, self.label_list, s.label_scheme,
+                                          s.label_all_tokens)
         results = []
         for record, sentence, sentence_tags in zip(records, sentences, tags):
             out = {"id": record["id"]} if "id" in record else {}
-            out.update(text=record["text"], entities=ner.entity_dicts(sentence, sentence_tags, self.scheme, False))
+            out.update(text=record["text"],
+                       entities=utils_ner.entity_dicts(sentence, sentence_tags, s.label_scheme, False))
             results.append(out)
         return results
 

@@ -5,7 +5,6 @@ F1, and the Trainer that evaluates with them.
 """
 
 import bisect
-import dataclasses
 import json
 import logging
 import math

@@ -125,11 +125,11 @@ NER_TOKENS = [{"tokens": ["的", "甲乙", "乙", "是", "12", "丙丁丙", "了
 
 
 def ner_encoding(tokenizer, sentences, scheme, max_seq_length, stride, label_all_tokens):
-    import run_ner
+    import utils_ner
 
-    label2id = {n: i for i, n in enumerate(run_ner.label_names(["LOC", "PER"], scheme))}
+    label2id = {n: i for i, n in enumerate(utils_ner.label_names(["LOC", "PER"], scheme))}
     budget = max_seq_length - 2
-    columns_, meta, offsets, stats = run_ner.encode_split(sentences, run_ner.CharTokenizer(tokenizer, budget),
+    columns_, meta, offsets, stats = utils_ner.encode_split(sentences, utils_ner.CharTokenizer(tokenizer, budget),
                                                           tokenizer, label2id, scheme, budget, stride,
                                                           label_all_tokens)
     return {"columns": columns_, "meta": meta, "unit_offsets": offsets, "stats": dict(sorted(stats.items()))}
@@ -141,13 +141,14 @@ def test_ner_chunks_and_alignment(scheme, max_seq_length, stride, label_all_toke
     from transformers import AutoTokenizer
 
     import run_ner
+    import utils_ner
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     h.write_lines(tmp_path / "train.txt", NER_CONLL)
     h.write_jsonl(tmp_path / "tokens.json", NER_TOKENS)
     args = run_ner.DataTrainingArguments()
-    sentences = (run_ner.FileReader(str(tmp_path / "train.txt"), args).sentences()
-                 + run_ner.FileReader(str(tmp_path / "tokens.json"), args).sentences())
+    sentences = (utils_ner.FileReader(str(tmp_path / "train.txt"), args).sentences()
+                 + utils_ner.FileReader(str(tmp_path / "tokens.json"), args).sentences())
     got = ner_encoding(tokenizer, sentences, scheme, max_seq_length, stride, label_all_tokens)
     got["spans"] = [s.spans for s in sentences]
     check(f"ner_{scheme}_{max_seq_length}_{stride}_{int(label_all_tokens)}", got)
