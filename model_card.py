@@ -171,11 +171,6 @@ def write_model_card(trainer, task, dataset_name=None, data_files=None, example=
         [files[k] for k in ("train", "validation", "test") if k in files] + list(files.values()))
     if settings is None and settings_key:
         settings = getattr(config, settings_key, None)
-    pretraining_args = os.path.join(output_dir, "pretraining_args.json")  # run_mlm.py's masking settings
-    if settings is None and task == "fill-mask" and os.path.isfile(pretraining_args):
-        with open(pretraining_args, encoding="utf-8") as f:
-            saved = json.load(f)
-        settings = {**saved.pop("masking", {}), **{k: v for k, v in saved.items() if k != "train_files"}}
     model_id = getattr(trainer, "hub_model_id", None) or (args.hub_model_id if args.push_to_hub else None) \
         or os.path.abspath(output_dir)
     custom = bool(getattr(config, "auto_map", None))

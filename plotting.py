@@ -10,6 +10,8 @@ font the system already has is the fallback.
 import logging
 import os
 
+import numpy as np
+
 logger = logging.getLogger(__name__)
 
 # Simplified Chinese first; "Noto Sans CJK JP" is the first face of the collection, which matplotlib < 3.10 reads alone
@@ -89,3 +91,28 @@ def plot_training_curves(log_history, path, metrics=("eval_accuracy", "eval_macr
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def plot_confusion_matrix(matrix, names, path, title):
+    """The confusion matrix with the label names as they are (体育, 财经, ...), counts in the cells, colour = the share
+    of the true row."""
+    plt = pyplot()
+    n = len(names)
+    size = max(4.0, 0.6 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    row_share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)  # colour = recall share of the true row
+    ax.imshow(row_share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), names, rotation=45, ha="right")
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if row_share[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+

@@ -47,12 +47,13 @@ import time
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding
 
 import utils_ner
 import utils_qa
 from script_utils import DataError, decoded_lines, run_main
 from training import cpu_bf16_is_fast
+from utils_classification import DEFAULT_TEXT_COLUMNS, ClassificationEncoder, ClassificationSettings, WindowCollator
 
 logger = logging.getLogger("predict")
 
@@ -192,34 +193,27 @@ class ClassificationPredictor:
     def __init__(self, model_dir, config=None, tokenizer=None, device=None, precision="fp32", onnx_path=None,
                  trust_remote_code=False, threads=None):
         import heads  # noqa: F401  registers the custom heads with the Auto classes (no trust_remote_code needed)
-        from run_classification import DEFAULT_TEXT_COLUMNS
 
         self.config = config or AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_dir)
-        settings = dict(getattr(self.config, "text_classification", None) or {})
-        if not settings:
+        if not ClassificationSettings.saved_in(self.config):
             logger.warning(f"{model_dir}: no text_classification settings in config.json (not trained by "
                            f"run_classification.py?): head truncation to the model's length.")
-        self.text_columns = list(settings.get("text_columns") or ["text"])
-        if len(self.text_columns) > 2:
-            raise ValueError(f"text_columns {self.text_columns}: BERT takes one text or a pair.")
+        self.settings = settings = ClassificationSettings.of_model(self.config)
+        self.text_columns = settings.text_columns
         self.is_pair = len(self.text_columns) == 2
         self.fields = ["text", "text_pair"][:len(self.text_columns)]
         # JSON inputs may use the training column names, or the usual ones
         self.aliases = [self.text_columns] + [list(g) for g in DEFAULT_TEXT_COLUMNS if len(g) == len(self.fields)]
-        model_limit = getattr(self.config, "max_position_embeddings", 512)
-        self.max_seq_length = int(settings.get("max_seq_length") or min(model_limit, 512))
-        self.truncation_strategy = settings.get("truncation_strategy") or "head"
-        special = 3 if self.is_pair else 2
-        self.budget = self.max_seq_length - special
-        from run_classification import default_head_tokens
-
-        self.head_tokens = int(settings.get("head_tokens") or default_head_tokens(self.budget))
+        self.max_seq_length, self.truncation_strategy = settings.max_seq_length, settings.truncation_strategy
+        self.head_tokens, self.window_stride, self.max_windows = (settings.head_tokens, settings.window_stride,
+                                                                  settings.max_windows)
         self.windows = self.config.model_type == "bert_windows"
-        self.window_stride = int(settings.get("window_stride") or max(self.budget // 2, 1))
-        self.max_windows = int(settings.get("max_windows") or 8)
+        self.encoder = ClassificationEncoder(self.tokenizer, settings, windows=self.windows)
+        # batches padded as run_classification.py pads them
+        self.collator = WindowCollator(self.tokenizer.pad_token_id) if self.windows else DataCollatorWithPadding(
+            self.tokenizer)
         self.id2label = {int(k): v for k, v in self.config.id2label.items()}
-        self.settings = settings
         self.precision = precision
         self.onnx_path = onnx_path
         if onnx_path:
@@ -246,57 +240,17 @@ class ClassificationPredictor:
         if precision != "fp32" and onnx_path:
             raise ValueError("--bf16/--fp16 apply to PyTorch; the ONNX model runs as exported (fp32).")
 
-    # ---- encoding: the training script's own functions ----
+    # ---- encoding and padding: utils_classification's, as in training ----
     def encode(self, records):
         """-> list of features {"input_ids", "token_type_ids"} (windows: "input_ids" is a list of windows) and the
         truncated flags. The same ids, in the same order, as run_classification.py gives the model."""
-        from run_classification import cap_windows, pair_budgets, truncate, window_starts
-
-        tok = self.tokenizer
-        columns = [[r[f] for r in records] for f in self.fields]
-        ids = [tok(col, add_special_tokens=False, truncation=False, verbose=False)["input_ids"] for col in columns]
-        cls_id, sep_id = tok.cls_token_id, tok.sep_token_id
-        features, truncated = [], []
-        for i in range(len(records)):
-            a = ids[0][i]
-            if self.windows:
-                starts = window_starts(len(a), self.budget, self.window_stride)
-                truncated.append(len(starts) > self.max_windows)
-                starts = cap_windows(starts, self.max_windows)
-                features.append({"input_ids": [[cls_id] + a[s:s + self.budget] + [sep_id] for s in starts]})
-            elif self.is_pair:
-                b = ids[1][i]
-                keep_a, keep_b = pair_budgets(len(a), len(b), self.budget)
-                a_cut = truncate(a, keep_a, self.truncation_strategy, self.head_tokens)
-                b_cut = truncate(b, keep_b, self.truncation_strategy, self.head_tokens)
-                features.append({"input_ids": [cls_id] + a_cut + [sep_id] + b_cut + [sep_id],
-                                 "token_type_ids": [0] * (len(a_cut) + 2) + [1] * (len(b_cut) + 1)})
-                truncated.append(len(a_cut) + len(b_cut) < len(a) + len(b))
-            else:
-                a_cut = truncate(a, self.budget, self.truncation_strategy, self.head_tokens)
-                features.append({"input_ids": [cls_id] + a_cut + [sep_id], "token_type_ids": [0] * (len(a_cut) + 2)})
-                truncated.append(len(a_cut) < len(a))
-        return features, truncated
+        columns = self.encoder({column: [r[f] for r in records] for column, f in zip(self.text_columns, self.fields)})
+        keys = ["input_ids"] if self.windows else ["input_ids", "token_type_ids"]
+        return [{k: columns[k][i] for k in keys} for i in range(len(records))], columns["truncated"]
 
     def collate(self, features):
         """Pad a batch to its own longest example (windows: to its most windows and longest window)."""
-        pad = self.tokenizer.pad_token_id
-        if self.windows:
-            from run_classification import WindowCollator
-
-            batch = WindowCollator(pad)(features)
-        else:
-            width = max(len(f["input_ids"]) for f in features)
-            input_ids = torch.full((len(features), width), pad, dtype=torch.long)
-            token_type_ids = torch.zeros((len(features), width), dtype=torch.long)
-            attention_mask = torch.zeros((len(features), width), dtype=torch.long)
-            for i, f in enumerate(features):
-                n = len(f["input_ids"])
-                input_ids[i, :n] = torch.tensor(f["input_ids"])
-                token_type_ids[i, :n] = torch.tensor(f["token_type_ids"])
-                attention_mask[i, :n] = 1
-            batch = {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
-        return batch
+        return self.collator(features)
 
     def forward(self, batch):
         """Logits [batch, num_labels] as float32 numpy."""
@@ -381,17 +335,12 @@ class _TorchPredictor:
         """features: {key: [list per example]} -> list of output tuples (numpy, unpadded) per example."""
         lengths = [len(x) for x in features["input_ids"]]
         order = np.argsort(lengths, kind="stable")
-        pad = {"input_ids": self.tokenizer.pad_token_id}
+        collator = DataCollatorWithPadding(self.tokenizer)  # as the scripts pad
         outputs = [None] * len(lengths)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            width = max(lengths[i] for i in idx)
-            batch = {}
-            for key in keys:
-                tensor = torch.full((len(idx), width), pad.get(key, 0), dtype=torch.long)
-                for row, i in enumerate(idx):
-                    tensor[row, :lengths[i]] = torch.tensor(features[key][i])
-                batch[key] = tensor.to(self.device)
+            batch = collator([{key: features[key][i] for key in keys} for i in idx])
+            batch = {key: value.to(self.device) for key, value in batch.items()}
             with torch.inference_mode():
                 if self.precision == "fp32":
                     out = self.model(**batch)
