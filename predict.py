@@ -59,7 +59,7 @@ logger = logging.getLogger("predict")
 
 
 def cpu_precision(precision, device):
-    """bf16 only where the CPU computes it fast (see script_utils.cpu_bf16_is_fast); fp32 otherwise, with a warning."""
+    """bf16 only where the CPU computes it fast (see training.cpu_bf16_is_fast); fp32 otherwise, with a warning."""
     if precision == "bf16" and device.type == "cpu" and not cpu_bf16_is_fast():
         logger.warning("--bf16 ignored, running in fp32: this CPU has no bf16 matrix instructions (AVX512-BF16/AMX), "
                        "so bf16 would be 10-100x slower than fp32 here.")

@@ -157,7 +157,7 @@ class DataTrainingArguments:
 
 @dataclass
 class PretrainingArguments(RecipeTrainingArguments):
-    """The recipe's TrainingArguments (script_utils) with what pretraining needs."""
+    """The recipe's TrainingArguments (training.py) with what pretraining needs."""
 
     # The collator needs columns the model does not take (word_starts for whole-word masking).
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep dataset columns for the collator."})

@@ -29,7 +29,12 @@ logger = logging.getLogger(__name__)
 def cpu_bf16_is_fast():
     """Whether bf16 matrix products beat fp32 on this CPU. With AVX512-BF16 or AMX they run ~2x faster; without them
     (e.g. AVX2-only CPUs) PyTorch falls back to code 10-100x slower than fp32. Measured, not guessed from CPU flags:
-    best of 3 products of two 256 x 256 matrices in each dtype (a few milliseconds where bf16 is fast)."""
+    best of 3 products of two 256 x 256 matrices in each dtype (a few milliseconds where bf16 is fast).
+    RECIPES_CPU_BF16=1 in the environment skips the measurement and keeps bf16 (to exercise the bf16 code paths on
+    any CPU, as tests and bench/gpu_check.py --smoke do)."""
+    if os.environ.get("RECIPES_CPU_BF16") == "1":
+        return True
+
     def best_time(dtype):
         a = torch.ones(256, 256, dtype=dtype)
         times = []

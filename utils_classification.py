@@ -603,7 +603,7 @@ def write_report(output_dir, split, labels, preds, label_names):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Class weights (freezing and per-group learning rates live in script_utils.py: NER and QA use them too)
+# Class weights (freezing and per-group learning rates live in training.py: NER and QA use them too)
 # ----------------------------------------------------------------------------------------------------------------
 
 

