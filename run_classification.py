@@ -124,7 +124,9 @@ class ModelArguments:
     pooling_last_k: Optional[int] = field(default=None, metadata={"help": "k for --pooling concat_last_k (4)."})
     cnn_filter_sizes: Optional[str] = field(default=None, metadata={"help": "--head cnn filter sizes (2,3,4)."})
     cnn_num_filters: Optional[int] = field(default=None, metadata={"help": "--head cnn filters per size (128)."})
-    rnn_hidden_size: Optional[int] = field(default=None, metadata={"help": "--head lstm/gru size per direction (256)."})
+    rnn_hidden_size: Optional[int] = field(
+        default=None, metadata={"help": "--head lstm/gru size per direction (256)."}
+    )
     rnn_num_layers: Optional[int] = field(default=None, metadata={"help": "--head lstm/gru layers (1)."})
     attention_hidden_size: Optional[int] = field(
         default=None, metadata={"help": "--head attention/windows: size of W in u^T tanh(H W + b) (hidden size)."}
@@ -270,7 +272,7 @@ def main(args=None):
                 fingerprint=hashlib.sha256(fingerprint_source.encode()).hexdigest()[:16],
             )
 
-    # ---- Model and tokenizer --------------------------------------------------------------------------------------
+    # ---- Config (with the head) and tokenizer -------------------------------------------------------------------
     config_source = model_args.config_name or model_args.model_name_or_path
     tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
     if not config_source or not tokenizer_source:
@@ -297,16 +299,6 @@ def main(args=None):
     if not tokenizer.is_fast:
         raise ValueError(f"Tokenizer {tokenizer_source} is not a fast (Rust) tokenizer: truncation counts the tokens "
                          f"it cuts. Use a model dir with tokenizer.json.")
-    if model_args.model_name_or_path:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-            **hub_kwargs)
-    else:
-        logger.info(f"Training a new model from scratch with config {config_source}")
-        model = AutoModelForSequenceClassification.from_config(config,
-                                                               trust_remote_code=model_args.trust_remote_code)
-    logger.info(f"Model: {type(model).__name__}, {model.num_parameters():,} parameters, vocab {len(tokenizer)}")
-    freeze_parameters(model, model_args.freeze, model_args.freeze_layers)
 
     # ---- Preprocessing: settings, then [CLS] text [SEP] (or a pair, or windows) per example (cached Arrow files) -
     # Flags given win; without training, a trained model's saved settings (config.json, "text_classification") come
@@ -348,7 +340,6 @@ def main(args=None):
                              f"window).")
         logger.info(f"Sliding windows: {settings.max_seq_length} tokens each ({budget} of text), a new one every "
                     f"{settings.window_stride} tokens, at most {settings.max_windows} per document")
-    settings.save_to(model.config)  # so evaluation/prediction with this model later encodes texts the same way
 
     encoder = ClassificationEncoder(tokenizer, settings, windows=use_windows)
     encoded = {}
@@ -372,6 +363,19 @@ def main(args=None):
         encoded[split] = ds
     if data_args.show_examples and "train" in encoded:
         show_examples(encoded["train"], tokenizer, text_columns, label_list, data_args.show_examples)
+
+    # ---- Model ----------------------------------------------------------------------------------------------------
+    if model_args.model_name_or_path:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            **hub_kwargs)
+    else:
+        logger.info(f"Training a new model from scratch with config {config_source}")
+        model = AutoModelForSequenceClassification.from_config(config,
+                                                               trust_remote_code=model_args.trust_remote_code)
+    logger.info(f"Model: {type(model).__name__}, {model.num_parameters():,} parameters, vocab {len(tokenizer)}")
+    freeze_parameters(model, model_args.freeze, model_args.freeze_layers)
+    settings.save_to(model.config)  # so evaluation/prediction with this model later encodes texts the same way
 
     # ---- Trainer --------------------------------------------------------------------------------------------------
     if use_windows:
@@ -443,7 +447,9 @@ def main(args=None):
     # ---- Hub-ready output directory: model card (README.md), then --push_to_hub -----------------------------------
     if training_args.do_train:
         row = raw["validation" if "validation" in raw else "train"][0]
-        example = {"text": row[text_columns[0]], "text_pair": row[text_columns[1]]} if is_pair else row[text_columns[0]]
+        example = row[text_columns[0]]
+        if is_pair:
+            example = {"text": example, "text_pair": row[text_columns[1]]}
         finish_output_dir(trainer, "text-classification", logger=logger, data_files=files, example=example,
                           base_model=model_args.model_name_or_path)
 
