@@ -458,6 +458,25 @@ def test_head_config_keeps_a_trained_head(saved):
         heads.head_config("linear", pooled, pooling="max")
 
 
+def test_head_config_builds_the_token_heads_of_run_ner(tiny):
+    """tokens=True: the NER heads, from a plain BERT config (softmax = BertConfig itself) or a trained token head."""
+    labels = {"num_labels": 3, "id2label": {0: "O", 1: "B-PER", 2: "I-PER"}}
+    for name, (config_class, _) in heads.TOKEN_HEADS.items():
+        config = heads.head_config(name, tiny[2], tokens=True, **labels)
+        assert type(config) is config_class and heads.token_head_of(config) == name and config.num_labels == 3
+    assert type(heads.head_config(None, tiny[2], tokens=True)) is BertConfig  # no head given: softmax
+    crf = heads.head_config("crf", tiny[2], tokens=True, crf_constraints=False, **labels)
+    assert type(heads.head_config(None, crf, tokens=True)) is heads.BertTokenCRFConfig  # a trained head is kept
+    with pytest.raises(ValueError, match="cannot become"):
+        heads.head_config("lstm_crf", crf, tokens=True)
+    with pytest.raises(ValueError, match="do not apply to head 'crf'"):
+        heads.head_config("crf", tiny[2], tokens=True, rnn_hidden_size=8)
+    with pytest.raises(ValueError, match="choose one of"):
+        heads.head_config("cnn", tiny[2], tokens=True)  # a sequence head is not a token head
+    with pytest.raises(ValueError, match="only applies to head 'linear'"):
+        heads.head_config("lstm", tiny[2], tokens=True, pooling="mean")
+
+
 @pytest.mark.parametrize("head, pooling, kwargs, match", [
     ("cnn", "mean", {}, "only applies to head 'linear'"),
     ("linear", "median", {}, "choose one of"),
