@@ -23,7 +23,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import helpers as h  # noqa: E402  (also puts the repo root on sys.path and switches the Hub offline)
-
 from helpers import REPO_ROOT  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*null_placement.*:FutureWarning")
@@ -106,10 +105,12 @@ def test_cpu_config_launches_two_processes_multi_node_keeps_placeholders():
     ("bf16", ["--fp16"], "error"),  # a contradiction is an error, not a silent override
 ])
 def test_mixed_precision_is_set_in_one_place(env, flags, expected, monkeypatch, tmp_path):
-    import script_utils
-    from script_utils import RecipeTrainingArguments, parse_args
+    import training
+    from script_utils import parse_args
+    from training import RecipeTrainingArguments
 
-    monkeypatch.setattr(script_utils, "cpu_bf16_is_fast", lambda: True)  # a CPU without fast bf16 drops it
+    # bf16 is dropped on CPUs without fast bf16 (tests/test_precision.py); here: which flag the config turns on
+    monkeypatch.setattr(training, "cpu_bf16_is_fast", lambda: True)
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", env)
     argv = ["--output_dir", str(tmp_path), "--report_to", "none", *flags]
     if expected == "error":
@@ -146,7 +147,8 @@ def mlm_case(d, model_dir):
     import random
 
     rng = random.Random(5)
-    phrases = [p for p in ["我们是中国人", "发动生产", "这个时候", "他说的对", "工作可以", "一下子"] if set(p) <= set(h.FILLER)]
+    phrases = ["我们是中国人", "发动生产", "这个时候", "他说的对", "工作可以", "一下子"]
+    phrases = [p for p in phrases if set(p) <= set(h.FILLER)]
     lines = ["".join(rng.choice(phrases) for _ in range(rng.randint(2, 5))) for _ in range(280)]
     h.write_lines(d / "corpus.txt", lines[:160])
     h.write_lines(d / "corpus_dev.txt", lines[160:])
