@@ -50,10 +50,12 @@ SMALL = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "
 CELLS = {
     # the issue's reproduction: everything else default (BERT's own head, [CLS] through the tanh pooler; 128 tokens)
     "titles_tiny": {"data": "thucnews", "model": TINY, "learning_rate": 1e-3, "max_seq_length": None, "pooling": None},
-    "titles_4l": {"data": "thucnews", "model": SMALL, "learning_rate": 5e-4, "max_seq_length": "auto", "pooling": "mean"},
+    "titles_4l": {"data": "thucnews", "model": SMALL, "learning_rate": 5e-4, "max_seq_length": "auto",
+                  "pooling": "mean"},
     "titles_pretrained": {"data": "thucnews", "model": "pretrained", "learning_rate": 2e-4, "max_seq_length": "auto",
                           "pooling": "mean"},
-    "reviews": {"data": "chnsenticorp", "model": TINY, "learning_rate": 5e-4, "max_seq_length": "256", "pooling": "mean"},
+    "reviews": {"data": "chnsenticorp", "model": TINY, "learning_rate": 5e-4, "max_seq_length": "256",
+                "pooling": "mean"},
 }
 DATA = {
     "thucnews": {"train": "thucnews_titles/train.txt", "dev": "thucnews_titles/dev.txt",

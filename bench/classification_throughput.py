@@ -45,13 +45,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
-    TINY_SHAPE,
-    add_smoke_argument,
-    apply_smoke,
     PAIRED_RULE,
     REPO,
     TINY,
+    TINY_SHAPE,
     add_seed_argument,
+    add_smoke_argument,
+    apply_smoke,
     bench_env,
     build_vocab,
     busy_mark,
@@ -103,8 +103,8 @@ FLOPS_FORMULA = (
     "P_tok = encoder parameters (every token goes through them), P_seq = pooler + classifier parameters (once per "
     "example, on [CLS]), L = layers, H = hidden size. 6 = 2 FLOPs per multiply-add x 3 (forward, backward to inputs, "
     "backward to weights). 12*L*H*l per token = attention scores QK^T and probabilities x V (2 x 2*H*l forward per "
-    "token and layer) x 3. Embedding lookups, softmax, layer norm, GELU and the optimizer are not counted. Useful FLOP "
-    "rate = train FLOPs / train_runtime; padding tokens never count, so padded runs do the same useful work."
+    "token and layer) x 3. Embedding lookups, softmax, layer norm, GELU and the optimizer are not counted. Useful "
+    "FLOP rate = train FLOPs / train_runtime; padding tokens never count, so padded runs do the same useful work."
 )
 
 

@@ -347,7 +347,7 @@ PAIRED_RULE = ("paired over seeds: d = configuration - baseline of the same seed
 
 
 def paired_comparison(differences):
-    """mean_std of per-seed differences, plus the verdict of PAIRED_RULE and on how many seeds the configuration won."""
+    """mean_std of per-seed differences, the verdict of PAIRED_RULE and on how many seeds the configuration won."""
     stats = mean_std(list(differences.values()))
     if stats["n"] < 2:
         verdict = "too few seeds"

@@ -37,14 +37,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
-    TINY_SHAPE,
-    add_smoke_argument,
-    apply_smoke,
     PAIRED_RULE,
     REPO,
     SMALL,
     TINY,
+    TINY_SHAPE,
     add_seed_argument,
+    add_smoke_argument,
+    apply_smoke,
     bench_env,
     build_vocab,
     busy_mark,
@@ -256,8 +256,8 @@ def markdown(report):
              f"{SUITES[suite]['max_seq_length']}. Accuracy and macro-F1 in %; \"vs baseline\": accuracy difference in "
              f"points, {PAIRED_RULE}; k/n: seeds on which the configuration beat its baseline; x baseline: mean ± "
              "std of per-seed ratios of train samples/s.", "",
-             "| configuration | arguments | head lr | dev accuracy | vs baseline (points) | macro-F1 | train samples/s "
-             "| x baseline | s/epoch | truncated train texts | failed |",
+             "| configuration | arguments | head lr | dev accuracy | vs baseline (points) | macro-F1 "
+             "| train samples/s | x baseline | s/epoch | truncated train texts | failed |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in s_all.items():
         extra, _ = report["configs"][name]
@@ -280,8 +280,8 @@ def markdown(report):
                   "| configuration | head lr | baseline | mean difference (points) | combined std (points) | "
                   f"beats {what}? | paired over seeds |", "|---|---:|---|---:|---:|---|---|"]
         if suite == "heads" and not encoder["pretrained"]:
-            lines[-3:-3] = ["**Encoder trained from scratch**: the heads' verdict is meant for a pretrained checkpoint "
-                            "(--pretrained DIR, a run_mlm.py output).", ""]
+            lines[-3:-3] = ["**Encoder trained from scratch**: the heads' verdict is meant for a pretrained "
+                            "checkpoint (--pretrained DIR, a run_mlm.py output).", ""]
         for name, v in verdicts.items():
             c, lr = v["combined"], report["head_learning_rates"][name]
             answer = {True: "**yes**", False: "no", None: "undecided (fewer than 2 seeds)"}[c["exceeds"]]
@@ -351,7 +351,8 @@ def main(argv=None):
                 "train_runtime": results["train_runtime"],
                 "train_seconds_per_epoch": results["train_runtime"] / max(float(args.epochs), 1e-9),
                 "truncated_train_texts": summary["splits"]["train"]["truncated"],
-                "train_examples": summary["splits"]["train"]["examples"], "collapse_warning": collapse_warning(out_dir)}
+                "train_examples": summary["splits"]["train"]["examples"],
+                "collapse_warning": collapse_warning(out_dir)}
 
     def save():
         report["summary"], report["verdicts"] = summarise_heads(report["runs"], args.suite)

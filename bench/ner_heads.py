@@ -37,13 +37,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
-    TINY_SHAPE,
-    add_smoke_argument,
-    apply_smoke,
     PAIRED_RULE,
     REPO,
     SMALL,
+    TINY_SHAPE,
     add_seed_argument,
+    add_smoke_argument,
+    apply_smoke,
     bench_env,
     build_vocab,
     busy_mark,
@@ -238,8 +238,8 @@ def markdown(report):
     lines += ["", "| target | value | met |", "|---|---|:---:|"]
     for t in report.get("targets", []):
         lines.append(f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |")
-    lines += ["", "(busy): other processes used more than 5% of the CPUs during a run of that row. Commands: `command` "
-                  "and `commands` in the JSON."]
+    lines += ["", "(busy): other processes used more than 5% of the CPUs during a run of that row. Commands: "
+                  "`command` and `commands` in the JSON."]
     return "\n".join(lines) + "\n"
 
 

@@ -253,7 +253,8 @@ def markdown(report):
     m = report["setup"]
     if m:
         lines += ["", f"{m['model_architecture']} ({m['model_parameters'] / 1e6:.3g}M parameters, max_seq_length "
-                      f"{m['max_seq_length']}), {m['data']} ({m['texts']} texts, pipeline_loop on {m['naive_texts']}); "
+                      f"{m['max_seq_length']}), {m['data']} ({m['texts']} texts, "
+                      f"pipeline_loop on {m['naive_texts']}); "
                       f"batch {m['batch_size']}, {m['threads']} threads; one round per seed in a fresh process, "
                       f"configurations back to back in an order rotated per seed; onnxruntime "
                       f"{report['machine'].get('onnxruntime')}."]

@@ -37,11 +37,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
-    add_smoke_argument,
-    apply_smoke,
     PAIRED_RULE,
     REPO,
     add_seed_argument,
+    add_smoke_argument,
+    apply_smoke,
     bench_env,
     busy_mark,
     collapse_note,
@@ -143,7 +143,8 @@ def markdown(report):
         if "eval_perplexity" in res:
             result = (f"perplexity {res['eval_perplexity']:.1f}, masked accuracy "
                       f"{100 * res['eval_masked_accuracy']:.2f}%"
-                      + (f", NSP accuracy {100 * res['eval_nsp_accuracy']:.2f}%" if "eval_nsp_accuracy" in res else ""))
+                      + (f", NSP accuracy {100 * res['eval_nsp_accuracy']:.2f}%"
+                         if "eval_nsp_accuracy" in res else ""))
         elif r.get("stats"):
             result = (f"{r['stats']['documents_written']:,} docs, {r['stats']['characters_written']:,} chars, "
                       f"{r['stats']['excluded']} dev/test texts excluded")
@@ -280,7 +281,8 @@ def main(argv=None):
     def pretrain(name, variant, budget):
         run_dir = os.path.join(out, name)
         cmd = [py, os.path.join(REPO, "run_mlm.py"), "--config_name", tok, "--tokenizer_name", tok,
-               "--train_file", corpus, "--do_train", "--do_eval", "--max_seq_length", str(args.pretrain_max_seq_length),
+               "--train_file", corpus, "--do_train", "--do_eval",
+               "--max_seq_length", str(args.pretrain_max_seq_length),
                "--per_device_train_batch_size", str(args.pretrain_batch_size), "--per_device_eval_batch_size", "256",
                "--learning_rate", str(args.pretrain_learning_rate), "--warmup_steps", "0.05", "--weight_decay",
                "0.01", "--save_strategy", "no", "--logging_steps", "50", "--report_to", "none",

@@ -33,13 +33,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (  # noqa: E402
-    TINY_SHAPE,
-    add_smoke_argument,
-    apply_smoke,
     PAIRED_RULE,
     REPO,
     SMALL,
+    TINY_SHAPE,
     add_seed_argument,
+    add_smoke_argument,
+    apply_smoke,
     bench_env,
     build_vocab,
     busy_mark,

@@ -60,7 +60,8 @@ def test_a_seed_whose_baseline_failed_or_is_missing_gives_no_ratio():
 
 def test_paired_rule_better_worse_and_within_noise():
     def verdict(pairs):
-        runs = [r for seed, (a, b) in enumerate(pairs, 1) for r in (run("head", seed, acc=a), run("mean", seed, acc=b))]
+        runs = [r for seed, (a, b) in enumerate(pairs, 1)
+                for r in (run("head", seed, acc=a), run("mean", seed, acc=b))]
         return common.paired_comparison(common.per_seed_differences(runs, "head", "mean", "acc"))
 
     better = verdict([(0.82, 0.80), (0.83, 0.80), (0.81, 0.80)])  # +2, +3, +1 points: mean 2, std 1
