@@ -50,7 +50,8 @@ from transformers import (
 import heads  # registers the custom heads (CNN, LSTM, attention, windows, ...) with the Auto classes
 from checkpoints import checkpoint_to_resume
 from model_card import finish_output_dir
-from script_utils import check_max_seq_length, data_files, parse_args, run_main, setup_logging, write_json
+from data_sources import DatasetArguments, class_label_names, data_files, source_fingerprint
+from script_utils import check_max_seq_length, parse_args, run_main, setup_logging, write_json
 from training import (
     FineTuningTrainingArguments,
     evaluation_callbacks,
@@ -145,7 +146,7 @@ class ModelArguments:
 
 
 @dataclass
-class DataTrainingArguments:
+class DataTrainingArguments(DatasetArguments):
     train_file: Optional[str] = field(default=None, metadata={"help": "Training data: .tsv/.txt, .csv or .json(l)."})
     validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data, same format."})
     test_file: Optional[str] = field(default=None, metadata={"help": "Test data for --do_predict; labels optional."})
@@ -240,13 +241,14 @@ def main(args=None):
                          minimum=4, hub_kwargs=hub_kwargs, allow_auto=True)  # now, not after the model has loaded
 
     # ---- Data: validate every file before anything heavy happens -------------------------------------------------
-    files, limits = data_files(data_args, training_args)  # split -> path, split -> --max_*_samples
+    files, limits = data_files(data_args, training_args, hub_kwargs)  # split -> path, split -> --max_*_samples
     text_columns, schemas, scans = read_files(files, data_args, limits)
     is_pair = len(text_columns) == 2
 
     # Labels: mapped once; the saved config keeps the names (id2label), so predictions come back as names.
-    if "train" in scans:
-        label_list = build_label_list(scans["train"][1], data_args.label_file)
+    if "train" in scans:  # a dataset's ClassLabel names, else --label_file, else the training labels
+        label_list = (class_label_names(files["train"], data_args.label_column_name)
+                      or build_label_list(scans["train"][1], data_args.label_file))
     else:  # evaluating or predicting with a trained model: its config knows the labels
         config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path,
                                             trust_remote_code=model_args.trust_remote_code)
@@ -255,9 +257,8 @@ def main(args=None):
 
     raw = {}
     for split, path in files.items():
-        stat = os.stat(path)
         schema = schemas[split]
-        fingerprint_source = json.dumps([os.path.abspath(path), stat.st_size, stat.st_mtime_ns, schema.text_columns,
+        fingerprint_source = json.dumps([source_fingerprint(path), schema.text_columns,
                                          schema.label_column, label2id_in_data, limits[split], data_args.has_header,
                                          data_args.skip_bad_rows], ensure_ascii=False)
         with training_args.main_process_first(desc=f"reading {split}"):  # one process writes the Arrow cache

@@ -53,6 +53,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForPreTraini
 
 from checkpoints import checkpoint_to_resume
 from model_card import fill_mask_example, finish_output_dir
+from data_sources import DatasetArguments, load_dataset_splits, source_fingerprint
 from script_utils import DataError, check_max_seq_length, parse_args, run_main, setup_logging
 from training import RecipeTrainer, RecipeTrainingArguments, evaluation_callbacks, from_pretrained_kwargs, save_training
 from utils_mlm import (
@@ -105,7 +106,7 @@ class ModelArguments:
 
 
 @dataclass
-class DataTrainingArguments:
+class DataTrainingArguments(DatasetArguments):
     train_file: Optional[list[str]] = field(
         default=None, metadata={"help": "Corpus file(s): .txt, .tsv, .csv, .json/.jsonl (see the top of this file)."}
     )
@@ -182,10 +183,13 @@ def main(args=None):
     # ---- Corpus: check every file before anything heavy ---------------------------------------------------------
     if not training_args.do_train and not training_args.eval_requested:
         raise ValueError("Nothing to do: pass --do_train and/or --do_eval.")
-    if not data_args.train_file and not data_args.validation_file:
-        raise ValueError("Pass --train_file (the corpus) and/or --validation_file.")
-    if training_args.do_train and not data_args.train_file:
-        raise ValueError("--do_train needs --train_file.")
+    if data_args.dataset_name and (data_args.train_file or data_args.validation_file):
+        raise DataError(f"--dataset_name {data_args.dataset_name} and --train_file/--validation_file: pass a dataset "
+                        f"or corpus files, not both.")
+    if not data_args.train_file and not data_args.validation_file and not data_args.dataset_name:
+        raise ValueError("Pass --train_file (the corpus) and/or --validation_file, or --dataset_name.")
+    if training_args.do_train and not data_args.train_file and not data_args.dataset_name:
+        raise ValueError("--do_train needs --train_file or --dataset_name.")
     if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError("--streaming reads the corpus lazily, so its length is unknown: set --max_steps.")
     if data_args.streaming and data_args.nsp:
@@ -194,6 +198,10 @@ def main(args=None):
         raise ValueError("--nsp builds sentence pairs; it cannot be combined with --line_by_line.")
     train_files = list(data_args.train_file or [])
     validation_files = list(data_args.validation_file or [])
+    if data_args.dataset_name:  # without a validation split, --validation_split_percentage holds documents out
+        splits = load_dataset_splits(data_args, {"train": training_args.do_train, "validation": False}, hub_kwargs)
+        train_files = [splits["train"]] if "train" in splits else []
+        validation_files = [splits["validation"]] if "validation" in splits else []
     if not data_args.streaming:
         for split, paths in (("train", train_files), ("validation", validation_files)):
             for path, n in check_corpus(paths, data_args).items():
@@ -255,7 +263,7 @@ def main(args=None):
         kwargs = {"gen_kwargs": {"paths": tuple(paths), "data_args": data_args, "nsp": data_args.nsp}}
         if streaming:
             return datasets.IterableDataset.from_generator(generate_documents, **kwargs)
-        stats = [(os.path.abspath(p), os.path.getsize(p), os.stat(p).st_mtime_ns) for p in paths]
+        stats = [source_fingerprint(p) for p in paths]
         fingerprint = hashlib.sha256(json.dumps([stats, data_args.nsp, data_args.document_format,
                                                  data_args.text_column_name, data_args.tsv_text_column]).encode()
                                      ).hexdigest()[:16]  # the same in every process (DDP) and every run

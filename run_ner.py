@@ -70,7 +70,8 @@ from transformers import (
 import heads  # registers the token-classification heads (lstm, crf, lstm_crf) with the Auto classes
 from checkpoints import checkpoint_to_resume
 from model_card import finish_output_dir
-from script_utils import DataError, check_max_seq_length, data_files, parse_args, run_main, setup_logging, write_json
+from data_sources import DatasetArguments, data_files
+from script_utils import DataError, check_max_seq_length, parse_args, run_main, setup_logging, write_json
 from training import (
     FineTuningTrainer,
     FineTuningTrainingArguments,
@@ -156,11 +157,21 @@ class ModelArguments:
 
 
 @dataclass
-class DataTrainingArguments:
+class DataTrainingArguments(DatasetArguments):
     train_file: Optional[str] = field(default=None, metadata={"help": "Training data: CoNLL (.txt, .conll, ...), "
                                                                        "CLUENER or tokens/tags JSON lines (.json)."})
     validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data (any of the formats)."})
     test_file: Optional[str] = field(default=None, metadata={"help": "Test data for --do_predict; tags optional."})
+    text_column_name: Optional[str] = field(
+        default=None,
+        metadata={"help": "JSON lines / datasets: the column with the tokens (tokens/tags format, default 'tokens') or "
+                  "the text (CLUENER format, default 'text')."},
+    )
+    label_column_name: Optional[str] = field(
+        default=None,
+        metadata={"help": "JSON lines / datasets: the column with the tags (default 'tags', else 'ner_tags'; integer "
+                  "tags are named by the dataset's ClassLabel feature) or the CLUENER entities ('label')."},
+    )
     data_format: Optional[str] = field(
         default=None,
         metadata={"help": "conll, cluener or tokens (JSON lines with tokens/tags). Default: .json/.jsonl files are "
@@ -191,6 +202,11 @@ class DataTrainingArguments:
         metadata={"help": "Label every sub-token of a character (B-X, I-X, I-X...) instead of only the first "
                   "(-100 on the others, the default). The character's prediction comes from its sub-tokens. A "
                   "model trained with it keeps it."},
+    )
+    return_entity_level_metrics: bool = field(
+        default=False,
+        metadata={"help": "Put every entity type's precision, recall, F1 and count into the metrics (eval_PER_f1, "
+                  "...), so one can be --metric_for_best_model. They are always in eval_entity_report.json."},
     )
     strict: bool = field(
         default=False,
@@ -239,7 +255,7 @@ def main(args=None):
                          minimum=3, hub_kwargs=hub_kwargs)  # now, not after the model has loaded
 
     # ---- Data: read and check every file before anything heavy happens -------------------------------------------
-    files, limits = data_files(data_args, training_args)  # split -> path, split -> --max_*_samples
+    files, limits = data_files(data_args, training_args, hub_kwargs)  # split -> path, split -> --max_*_samples
     sentences, readers = {}, {}
     for split, path in files.items():
         readers[split] = reader = FileReader(path, data_args, limits[split])
@@ -389,7 +405,8 @@ def main(args=None):
         warning = no_entity_collapse(tags, gold["validation"])
         if warning:
             logger.warning(warning)
-        return entity_metrics(gold["validation"], tags, scheme, data_args.strict)[0]
+        return entity_metrics(gold["validation"], tags, scheme, data_args.strict,
+                              data_args.return_entity_level_metrics)[0]
 
     trainer = FineTuningTrainer(
         model=model,
@@ -426,7 +443,8 @@ def main(args=None):
         tags = predict_tags(split, output.predictions)
         metrics = dict(output.metrics, **{f"{prefix}_samples": len(sentences[split])})
         if gold[split] is not None:
-            entity, text, report = entity_metrics(gold[split], tags, scheme, data_args.strict)
+            entity, text, report = entity_metrics(gold[split], tags, scheme, data_args.strict,
+                                                  data_args.return_entity_level_metrics)
             warning = no_entity_collapse(tags, gold[split])
             if warning:
                 text, report["warning"] = f"WARNING: {warning}\n\n{text}", warning

@@ -49,7 +49,8 @@ from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenize
 
 from checkpoints import checkpoint_to_resume
 from model_card import finish_output_dir
-from script_utils import check_max_seq_length, data_files, parse_args, run_main, setup_logging, write_json
+from data_sources import DatasetArguments, data_files, source_fingerprint
+from script_utils import check_max_seq_length, parse_args, run_main, setup_logging, write_json
 from training import (
     FineTuningTrainingArguments,
     evaluation_callbacks,
@@ -110,7 +111,7 @@ class ModelArguments:
 
 
 @dataclass
-class DataTrainingArguments:
+class DataTrainingArguments(DatasetArguments):
     train_file: Optional[str] = field(default=None, metadata={"help": "Training data: SQuAD-style .json or .jsonl."})
     validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data (with answers)."})
     test_file: Optional[str] = field(default=None, metadata={"help": "Test data for --do_predict; answers optional."})
@@ -189,7 +190,7 @@ def main(args=None):
     # [CLS] question [SEP] context [SEP]: at least one token of each
     check_max_seq_length(data_args.max_seq_length, model_args.config_name or model_args.model_name_or_path,
                          minimum=5, hub_kwargs=hub_kwargs)
-    files, limits = data_files(data_args, training_args)  # split -> path, split -> --max_*_samples
+    files, limits = data_files(data_args, training_args, hub_kwargs)  # split -> path, split -> --max_*_samples
 
     # ---- Settings: flags given win; without training, a trained model's saved settings (config.json,
     # "question_answering") come next, so it sees questions encoded as in training; then the recipe's defaults.
@@ -214,8 +215,7 @@ def main(args=None):
         report_reading(path, split, stats, fmt, version_2)
     raw = {}
     for split, path in files.items():
-        stat = os.stat(path)
-        fingerprint_source = json.dumps([READER_VERSION, os.path.abspath(path), stat.st_size, stat.st_mtime_ns, split,
+        fingerprint_source = json.dumps([READER_VERSION, source_fingerprint(path), split,
                                          version_2, limits[split]])
         with training_args.main_process_first(desc=f"reading {split}"):  # one process writes the Arrow cache
             raw[split] = datasets.Dataset.from_generator(

@@ -78,11 +78,12 @@ class RecipeTrainingArguments(TrainingArguments):
         metadata={"help": "length_pools: batches per pool. 1 is plain random batches; larger means less padding and "
                   "batches that are less random (bench/batching.py)."},
     )
-    dataset_name: Optional[str] = field(
+    model_card_dataset_name: Optional[str] = field(
         default=None,
         metadata={"help": "The dataset's name for the model card (README.md in the output dir) and its Hub metadata, "
-                  "e.g. thucnews. Default: from the data file names (the folder of train.txt/dev.txt, or the file "
-                  "name)."},
+                  "e.g. thucnews. Default: --dataset_name, else from the data file names (the folder of "
+                  "train.txt/dev.txt, or the file name). (Called --dataset_name before that flag took the meaning "
+                  "it has in the Hugging Face examples.)"},
     )
 
     def __post_init__(self):

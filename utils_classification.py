@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from data_sources import DatasetSplit, json_objects
 from plotting import plot_confusion_matrix
 from script_utils import DataError, SavedSettings, decoded_lines, window_starts
 from training import FineTuningTrainer, collapse_warning
@@ -64,6 +65,8 @@ class ClassificationSettings(SavedSettings):
 
 
 def file_format(path):
+    if isinstance(path, DatasetSplit):
+        return "json"
     ext = os.path.splitext(path)[1].lower()
     if ext in (".tsv", ".txt"):
         return "tsv"
@@ -174,19 +177,8 @@ def read_examples(path, data_args, schema=None, skipped=None, layout=None):
             return
         raise DataError(f"{path}:{line_no}: {message}")
 
-    if fmt == "json":
-        for line_no, text in decoded_lines(path):
-            if not text.strip():
-                skipped["blank line"] += 1
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                bad(line_no, f"invalid JSON ({e.msg}); each line must be one JSON object")
-                continue
-            if not isinstance(obj, dict):
-                bad(line_no, "not a JSON object; each line must look like {\"text\": ..., \"label\": ...}")
-                continue
+    if fmt == "json":  # JSON lines, or the rows of a dataset split (--dataset_name)
+        for line_no, obj in json_objects(path, bad, skipped):
             row = {k: "" if v is None else str(v) for k, v in obj.items()}
             yield line_no, row
         return
