@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -42,7 +43,6 @@ import torch
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
-    AutoTokenizer,
     DataCollatorWithPadding,
     set_seed,
 )
@@ -57,6 +57,7 @@ from training import (
     evaluation_callbacks,
     freeze_parameters,
     from_pretrained_kwargs,
+    load_fast_tokenizer,
     save_training,
 )
 from utils_classification import (
@@ -98,6 +99,10 @@ class ModelArguments:
     )
     tokenizer_name: Optional[str] = field(
         default=None, metadata={"help": "Tokenizer name or path (a dir with vocab.txt), if not the same as model."}
+    )
+    use_fast_tokenizer: bool = field(
+        default=True,
+        metadata={"help": "Use a fast (Rust) tokenizer. This script needs one (character offsets); false is an error."},
     )
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
     model_revision: str = field(default="main", metadata={"help": "Model version: branch, tag or commit id."})
@@ -157,6 +162,11 @@ class DataTrainingArguments(DatasetArguments):
                   "before the last (the label)."},
     )
     label_column_name: str = field(default="label", metadata={"help": "Label column name."})
+    column_names: Optional[str] = field(
+        default=None,
+        metadata={"help": "TSV/CSV files without a header: the names of their columns, comma-separated, e.g. "
+                  "label,text for the cnews format (label first). Test files may leave the label out."},
+    )
     has_header: Optional[bool] = field(
         default=None,
         metadata={"help": "Whether TSV/CSV files start with a header line. Default: detected (a header is a first "
@@ -201,6 +211,10 @@ class DataTrainingArguments(DatasetArguments):
         metadata={"help": "Pad every example to max_seq_length (the Hugging Face example's default; slower). "
                   "Default: pad each batch to its longest example."},
     )
+    shuffle_train_dataset: bool = field(
+        default=False, metadata={"help": "Shuffle the training rows (before --max_train_samples takes the first N)."}
+    )
+    shuffle_seed: int = field(default=42, metadata={"help": "Seed of --shuffle_train_dataset."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N validation rows."})
     max_predict_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N test rows."})
@@ -242,6 +256,9 @@ def main(args=None):
 
     # ---- Data: validate every file before anything heavy happens -------------------------------------------------
     files, limits = data_files(data_args, training_args, hub_kwargs)  # split -> path, split -> --max_*_samples
+    shuffle = data_args.shuffle_train_dataset and "train" in files
+    if shuffle:  # every row is read and checked, then --max_train_samples takes N of the shuffled rows (below)
+        limits = dict(limits, train=None)
     text_columns, schemas, scans = read_files(files, data_args, limits)
     is_pair = len(text_columns) == 2
 
@@ -271,6 +288,15 @@ def main(args=None):
                 fingerprint=hashlib.sha256(fingerprint_source.encode()).hexdigest()[:16],
             )
 
+    if shuffle:
+        raw["train"] = raw["train"].shuffle(seed=data_args.shuffle_seed)
+        if data_args.max_train_samples is not None:
+            raw["train"] = raw["train"].select(range(min(data_args.max_train_samples, len(raw["train"]))))
+        kept = Counter(raw["train"]["label"])  # the label counts of the rows kept, for data_summary.json
+        _, labels, first_line, skipped = scans["train"]
+        scans["train"] = (len(raw["train"]), Counter({l: kept[label2id_in_data[l]] for l in labels}), first_line,
+                          skipped)
+
     # ---- Model and tokenizer --------------------------------------------------------------------------------------
     config_source = model_args.config_name or model_args.model_name_or_path
     tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
@@ -292,12 +318,10 @@ def main(args=None):
             window_fusion=model_args.window_fusion, classifier_dropout=model_args.classifier_dropout)
         logger.info(f"Head: {' '.join(x for x in heads.head_of(config) if x)} (model_type {config.model_type})")
     use_windows = config.model_type == "bert_windows"
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub_kwargs)
+    tokenizer = load_fast_tokenizer(tokenizer_source, model_args.use_fast_tokenizer, hub_kwargs,
+                                    "truncation counts the tokens it cuts")
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ValueError(f"Tokenizer {tokenizer_source} has no [CLS]/[SEP] tokens; this script builds BERT inputs.")
-    if not tokenizer.is_fast:
-        raise ValueError(f"Tokenizer {tokenizer_source} is not a fast (Rust) tokenizer: truncation counts the tokens "
-                         f"it cuts. Use a model dir with tokenizer.json.")
     if model_args.model_name_or_path:
         model = AutoModelForSequenceClassification.from_pretrained(
             model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,

@@ -49,13 +49,20 @@ from typing import Optional
 
 import datasets
 import numpy as np
-from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForPreTraining, AutoTokenizer, set_seed
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForPreTraining, set_seed
 
 from checkpoints import checkpoint_to_resume
 from model_card import fill_mask_example, finish_output_dir
 from data_sources import DatasetArguments, load_dataset_splits, source_fingerprint
 from script_utils import DataError, check_max_seq_length, parse_args, run_main, setup_logging
-from training import RecipeTrainer, RecipeTrainingArguments, evaluation_callbacks, from_pretrained_kwargs, save_training
+from training import (
+    RecipeTrainer,
+    RecipeTrainingArguments,
+    evaluation_callbacks,
+    from_pretrained_kwargs,
+    load_fast_tokenizer,
+    save_training,
+)
 from utils_mlm import (
     MaskingCollator,
     PretrainingSettings,
@@ -94,8 +101,23 @@ class ModelArguments:
         metadata={"help": "From scratch: change config values, e.g. 'num_hidden_layers=4,hidden_size=256,"
                   "num_attention_heads=4,intermediate_size=1024'."},
     )
+    model_type: Optional[str] = field(
+        default=None,
+        metadata={"help": "From scratch without --config_name: a config of this type with its defaults (e.g. bert), "
+                  "changed by --config_overrides; needs --tokenizer_name (its vocab size is used)."},
+    )
     tokenizer_name: Optional[str] = field(
         default=None, metadata={"help": "Tokenizer dir (vocab.txt / tokenizer.json) if not the model's own."}
+    )
+    dtype: Optional[str] = field(
+        default=None,
+        metadata={"help": "The dtype to load --model_name_or_path in (as in the Hugging Face example): auto (the "
+                  "checkpoint's), float32, bfloat16 or float16. Default: float32. Mixed-precision training is "
+                  "--bf16/--fp16.", "choices": ["auto", "float32", "bfloat16", "float16"]},
+    )
+    use_fast_tokenizer: bool = field(
+        default=True,
+        metadata={"help": "Use a fast (Rust) tokenizer. This script needs one (character offsets); false is an error."},
     )
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
     model_revision: str = field(default="main", metadata={"help": "Model version: branch, tag or commit id."})
@@ -124,8 +146,11 @@ class DataTrainingArguments(DatasetArguments):
     )
     text_column_name: str = field(default="text", metadata={"help": "Text column of .csv/.json(l) files."})
     tsv_text_column: int = field(default=0, metadata={"help": "Text column (0-based) of tab-separated files."})
-    max_seq_length: int = field(
-        default=128, metadata={"help": "Tokens per example including [CLS]/[SEP] (blocks, lines or pairs)."}
+    max_seq_length: Optional[int] = field(
+        default=None,
+        metadata={"help": "Tokens per example including [CLS]/[SEP] (blocks, lines or pairs). Default, as in the "
+                  "Hugging Face example: the model's maximum (the tokenizer's model_max_length, else the config's "
+                  "max_position_embeddings), at most 512."},
     )
     line_by_line: bool = field(
         default=False,
@@ -210,16 +235,20 @@ def main(args=None):
     # ---- Tokenizer and model ------------------------------------------------------------------------------------
     tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
     config_source = model_args.config_name or model_args.model_name_or_path
-    if not tokenizer_source or not config_source:
-        raise ValueError("Pass --model_name_or_path to continue pretraining a checkpoint, or --config_name and "
-                         "--tokenizer_name to pretrain from scratch (data_scripts/train_tokenizer.py --write_config "
-                         "writes both).")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub_kwargs)
-    if not tokenizer.is_fast:
-        raise ValueError(f"{tokenizer_source}: a fast tokenizer (tokenizer.json) is needed for character offsets.")
+    if not tokenizer_source or not (config_source or model_args.model_type):
+        raise ValueError("Pass --model_name_or_path to continue pretraining a checkpoint, or --config_name (or "
+                         "--model_type) and --tokenizer_name to pretrain from scratch "
+                         "(data_scripts/train_tokenizer.py --write_config writes both).")
+    tokenizer = load_fast_tokenizer(tokenizer_source, model_args.use_fast_tokenizer, hub_kwargs,
+                                    "whole-word masking maps jieba words onto tokens by character offsets")
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None or tokenizer.mask_token_id is None:
         raise ValueError(f"Tokenizer {tokenizer_source} lacks [CLS]/[SEP]/[MASK]; this script pretrains BERT.")
-    config = AutoConfig.from_pretrained(config_source, **hub_kwargs)
+    if config_source:
+        config = AutoConfig.from_pretrained(config_source, **hub_kwargs)
+    else:
+        config = AutoConfig.for_model(model_args.model_type)
+        logger.warning(f"A new {model_args.model_type} config with its defaults (--model_type): "
+                       f"{config.num_hidden_layers} layers x {config.hidden_size}; --config_overrides changes it.")
     if model_args.config_overrides:
         if model_args.model_name_or_path:
             raise ValueError("--config_overrides changes a config for training from scratch; with "
@@ -230,7 +259,8 @@ def main(args=None):
     else:  # other architectures (e.g. ERNIE, RoBERTa-style checkpoints of another type): their own heads
         model_class = AutoModelForPreTraining if data_args.nsp else AutoModelForMaskedLM
     if model_args.model_name_or_path:
-        model = model_class.from_pretrained(model_args.model_name_or_path, config=config, **hub_kwargs)
+        model = model_class.from_pretrained(model_args.model_name_or_path, config=config, dtype=model_args.dtype,
+                                            **hub_kwargs)
     else:
         if config.vocab_size != len(tokenizer):
             logger.info(f"vocab_size {config.vocab_size} -> {len(tokenizer)} (the tokenizer's)")
@@ -242,6 +272,11 @@ def main(args=None):
                        f"{model.get_input_embeddings().weight.shape[0]}: resizing (new rows are random).")
         model.resize_token_embeddings(len(tokenizer))
     max_positions = getattr(config, "max_position_embeddings", None)
+    if data_args.max_seq_length is None:  # the model's maximum, at most 512 (the Hugging Face example's default)
+        model_max = tokenizer.model_max_length if tokenizer.model_max_length < 1e6 else max_positions
+        data_args.max_seq_length = min(model_max or 512, max_positions or 512, 512)
+        logger.info(f"max_seq_length {data_args.max_seq_length} (the model's maximum, at most 512; --max_seq_length "
+                    f"sets it)")
     if max_positions and data_args.max_seq_length > max_positions:
         raise ValueError(f"--max_seq_length {data_args.max_seq_length} > the model's max_position_embeddings "
                          f"{max_positions}.")

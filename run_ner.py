@@ -62,7 +62,6 @@ import numpy as np
 from transformers import (
     AutoConfig,
     AutoModelForTokenClassification,
-    AutoTokenizer,
     DataCollatorForTokenClassification,
     set_seed,
 )
@@ -78,6 +77,7 @@ from training import (
     evaluation_callbacks,
     freeze_parameters,
     from_pretrained_kwargs,
+    load_fast_tokenizer,
     save_training,
 )
 from utils_ner import (
@@ -118,6 +118,10 @@ class ModelArguments:
     )
     tokenizer_name: Optional[str] = field(
         default=None, metadata={"help": "Tokenizer name or path (a dir with vocab.txt), if not the same as model."}
+    )
+    use_fast_tokenizer: bool = field(
+        default=True,
+        metadata={"help": "Use a fast (Rust) tokenizer. This script needs one (character offsets); false is an error."},
     )
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
     model_revision: str = field(default="main", metadata={"help": "Model version: branch, tag or commit id."})
@@ -321,7 +325,8 @@ def main(args=None):
                                      classifier_dropout=model_args.classifier_dropout)
     head = heads.token_head_of(config)
     logger.info(f"Head: {head} (model_type {config.model_type})")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub_kwargs)
+    tokenizer = load_fast_tokenizer(tokenizer_source, model_args.use_fast_tokenizer, hub_kwargs,
+                                    "characters are mapped onto tokens by its offsets")
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None or tokenizer.unk_token_id is None:
         raise ValueError(f"Tokenizer {tokenizer_source} lacks [CLS]/[SEP]/[UNK]; this script builds BERT inputs.")
     if model_args.model_name_or_path:

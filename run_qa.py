@@ -45,7 +45,7 @@ from typing import Optional
 
 import datasets
 import numpy as np
-from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, set_seed
+from transformers import AutoConfig, AutoModelForQuestionAnswering, DataCollatorWithPadding, set_seed
 
 from checkpoints import checkpoint_to_resume
 from model_card import finish_output_dir
@@ -56,6 +56,7 @@ from training import (
     evaluation_callbacks,
     freeze_parameters,
     from_pretrained_kwargs,
+    load_fast_tokenizer,
     save_training,
 )
 from utils_qa import (
@@ -92,6 +93,10 @@ class ModelArguments:
     )
     tokenizer_name: Optional[str] = field(
         default=None, metadata={"help": "Tokenizer name or path (a fast tokenizer), if not the same as model."}
+    )
+    use_fast_tokenizer: bool = field(
+        default=True,
+        metadata={"help": "Use a fast (Rust) tokenizer. This script needs one (character offsets); false is an error."},
     )
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
     model_revision: str = field(default="main", metadata={"help": "Model version: branch, tag or commit id."})
@@ -225,10 +230,8 @@ def main(args=None):
             )
 
     # ---- Model and tokenizer --------------------------------------------------------------------------------------
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub_kwargs)
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"Tokenizer {tokenizer_source} is not a fast (Rust) tokenizer: question answering needs its "
-                         f"character offsets to map answers onto tokens. Use a model dir with tokenizer.json.")
+    tokenizer = load_fast_tokenizer(tokenizer_source, model_args.use_fast_tokenizer, hub_kwargs,
+                                    "question answering needs its character offsets to map answers onto tokens")
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ValueError(f"Tokenizer {tokenizer_source} has no [CLS]/[SEP] tokens; this script builds BERT inputs.")
     if len(tokenizer) > config.vocab_size:

@@ -146,6 +146,21 @@ def from_pretrained_kwargs(model_args):
             "trust_remote_code": model_args.trust_remote_code}
 
 
+def load_fast_tokenizer(source, use_fast, hub_kwargs, needed_for):
+    """The tokenizer, a fast (Rust) one: the scripts need what only it gives (`needed_for`). --use_fast_tokenizer
+    false, or a checkpoint with only a slow tokenizer, is an error that says so."""
+    from transformers import AutoTokenizer
+
+    if not use_fast:
+        raise ValueError(f"--use_fast_tokenizer false: this script needs a fast (Rust) tokenizer, {needed_for}; drop "
+                         f"the flag.")
+    tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, **hub_kwargs)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"Tokenizer {source} is not a fast (Rust) tokenizer: {needed_for}. Use a model dir with "
+                         f"tokenizer.json.")
+    return tokenizer
+
+
 def evaluation_callbacks(training_args, has_validation, early_stopping_patience=None, default_metric="loss"):
     """Evaluation during training: switched off without validation data; with --early_stopping_patience, the early
     stopping callback, and the best checkpoint (by --metric_for_best_model, default `default_metric`) reloaded at the

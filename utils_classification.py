@@ -183,7 +183,7 @@ def read_examples(path, data_args, schema=None, skipped=None, layout=None):
             yield line_no, row
         return
 
-    header = None
+    header, column_names = None, split_names(getattr(data_args, "column_names", None))
     for line_no, fields in table_rows(path):
         if not fields:
             skipped["blank line"] += 1
@@ -191,12 +191,17 @@ def read_examples(path, data_args, schema=None, skipped=None, layout=None):
         if header is None:
             is_header = data_args.has_header
             if is_header is None:
-                is_header = detect_header(fields, split_names(data_args.text_column_names), label_column)
+                is_header = not column_names and detect_header(fields, split_names(data_args.text_column_names),
+                                                               label_column)
             if layout is not None:
                 layout["header_line"] = bool(is_header)
-            if is_header:
-                header = [f.strip() for f in fields]
-                continue
+            if column_names or is_header:  # --column_names names the columns (a header line then is skipped)
+                header = column_names or [f.strip() for f in fields]
+                if column_names and schema is not None and len(fields) == len(schema.text_columns) < len(header):
+                    header = list(schema.text_columns)  # a test file without labels
+                if is_header:
+                    continue
+        if header is None:
             requested = split_names(data_args.text_column_names)
             by_position = [f"text_{chr(ord('a') + i)}" for i in range(len(fields) - 1)] if len(fields) > 2 else []
             n_text = len(schema.text_columns) if schema else max(1, len(fields) - 1)

@@ -214,7 +214,8 @@ def test_qa_from_a_cmrc2018_style_dataset(tmp_path):
     dd.save_to_disk(str(tmp_path / "cmrc_like"))
     out = tmp_path / "out"
     run_qa.main(h.tiny_train_args(model_dir, out, "--dataset_name", tmp_path / "cmrc_like", "--do_train",
-                                  "--do_eval", "--max_seq_length", "48", "--doc_stride", "16", "--max_steps", "2"))
+                                  "--do_eval", "--max_seq_length", "48", "--doc_stride", "16", "--max_query_length", "12",
+                                  "--max_steps", "2"))
     predictions = load_json(out / "eval_predictions.json")
     assert sorted(predictions) == sorted(f"d{i}" for i in range(12))
     summary = load_json(out / "data_summary.json")["splits"]["validation"]
