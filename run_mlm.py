@@ -21,6 +21,9 @@ Corpus (`--train_file`, several files allowed; `data_scripts/build_corpus.py` ma
     format); `--document_format auto` tells them apart by the blank lines;
   * .tsv, and .txt whose first line has a tab (THUCNews' `title<TAB>label`): the text column `--tsv_text_column`;
   * .csv / .json / .jsonl: the column `--text_column_name` (default "text"), one document per row.
+  * a dataset (`--dataset_name`, `--dataset_config_name`: a Hub id from the local cache, a folder of data files, a
+    save_to_disk folder): the column `--text_column_name`, one document per row. From scratch without a config:
+    `--model_type bert --tokenizer_name DIR [--config_overrides ...]`.
 
 Examples:
   * default: the token stream of all documents (a [SEP] between documents) cut into blocks of max_seq_length,
@@ -36,6 +39,18 @@ perplexity is comparable across evaluations): each maskable token is chosen with
 --random_replace_prob). Special tokens ([CLS], [SEP], [PAD], [UNK], ...) are never chosen. With --whole_word_mask
 the choice is made per jieba word: every character of a chosen word is masked together (the vocab stays
 character-level).
+
+Defaults that differ from the Hugging Face example, and why:
+  flag                      HF example           here                  why
+  --max_seq_length          the model's (<=1024) the model's (<=512)   BERT-style checkpoints stop at 512 positions
+  masking                   per batch            per batch; validation masked once with a fixed seed, so
+                                                 perplexities compare across evaluations
+  --warmup_steps            0                    0.1 (10% of steps)    BERT fine-tuning diverges more often without it
+  --eval_strategy           no                   epoch                 a validation score per epoch, curves, early stop
+  --save_strategy           steps (every 500)    epoch (keep 2)        a checkpoint per epoch; the best one is kept
+  --logging_steps           500                  50                    small Chinese data sets still log a curve
+  --train_sampling_strategy random               length_pools          little padding, still random batches
+                                                                       (bench/batching.py)
 
 Arguments can also come from one .json or .yaml file: `python run_mlm.py args.yaml`.
 """

@@ -18,6 +18,9 @@ Data (one sentence per example; the format comes from the extension and the firs
     test files).
   * JSON lines with token and tag lists: {"tokens": [...], "tags": [...]} ("ner_tags" also read; tags optional in
     test files).
+  * a dataset (`--dataset_name`: a Hub id such as msra_ner from the local cache, a folder of data files, a
+    save_to_disk folder): tokens and integer `ner_tags` named by their ClassLabel feature; other columns with
+    `--text_column_name` / `--label_column_name` (also for JSON lines).
 Tag schemes BIO, BIOES (also written BILOU) and BMES are detected per file and read into entity spans; the model is
 trained in one scheme (--label_scheme BIO or BIOES), logged and saved in config.json. `I-X` without `B-X` (and in
 BIOES, `B-X` without `E-X`) is repaired (the entity starts / ends there) and counted, never silently. Nested or
@@ -46,6 +49,18 @@ eval_macro_f1, eval_precision, eval_recall, eval_accuracy = character tag accura
 (per type), data_summary.json (sentences, entities, repairs, skipped sentences, chunks, characters the tokenizer
 dropped/normalised/did not know, per split), training_curves.png, and with --do_predict predict_entities.jsonl,
 predict_tags.conll, predict_cluener.json (CLUENER input) and predict_entity_report.* (when the test file has tags).
+
+Defaults that differ from the Hugging Face example, and why:
+  flag                      HF example           here                  why
+  --max_seq_length          the model's (512)    128, in chunks        long sentences are cut into overlapping chunks,
+                                                                       never truncated, and merged back
+  --label_column_name       the second column    tags, else ner_tags   as in msra_ner / peoples_daily_ner
+  --warmup_steps            0                    0.1 (10% of steps)    BERT fine-tuning diverges more often without it
+  --eval_strategy           no                   epoch                 a validation score per epoch, curves, early stop
+  --save_strategy           steps (every 500)    epoch (keep 2)        a checkpoint per epoch; the best one is kept
+  --logging_steps           500                  50                    small Chinese data sets still log a curve
+  --train_sampling_strategy random               length_pools          little padding, still random batches
+                                                                       (bench/batching.py)
 
 Arguments can also come from one .json or .yaml file: `python run_ner.py args.yaml`.
 """

@@ -15,7 +15,8 @@ context (the fourth task of the BERT paper).
 
 Data: SQuAD v1/v2 JSON (`{"data": [{"paragraphs": [{"context", "qas": [{"id", "question", "answers"}]}]}]}`: CMRC2018,
 DRCD, SQuAD) or flat JSON lines (`{"id", "question", "context", "answers": [{"text", "answer_start"}]}`, or answers
-as `{"text": [...], "answer_start": [...]}` as in Hugging Face datasets). Simplified and Traditional Chinese work
+as `{"text": [...], "answer_start": [...]}` as in Hugging Face datasets), or a dataset with these columns
+(`--dataset_name cmrc2018`: a Hub id from the local cache, a folder of data files or a save_to_disk folder). Simplified and Traditional Chinese work
 unchanged. Answers whose `answer_start` does not point at their text are moved to the nearest occurrence; answers not
 in the context are skipped for training (still gold answers for the metrics); both are counted and reported.
 
@@ -31,6 +32,16 @@ What differs from the Hugging Face example (on purpose):
     common substring, best over all gold answers); `--metric squad` is SQuAD's English EM/F1;
   * bad input is rejected before training with an error naming the file and the place in the JSON, e.g.
     `error: train.json: data[3].paragraphs[0].qas[2]: missing 'question'; ...`.
+
+Defaults that differ from the Hugging Face example, and why:
+  flag                      HF example           here                  why
+  padding                   to max_seq_length    per batch             less padding; the same windows (384 / 128)
+  --warmup_steps            0                    0.1 (10% of steps)    BERT fine-tuning diverges more often without it
+  --eval_strategy           no                   epoch                 a validation score per epoch, curves, early stop
+  --save_strategy           steps (every 500)    epoch (keep 2)        a checkpoint per epoch; the best one is kept
+  --logging_steps           500                  50                    small Chinese data sets still log a curve
+  --train_sampling_strategy random               length_pools          little padding, still random batches
+                                                                       (bench/batching.py)
 
 Arguments can also come from one .json or .yaml file: `python run_qa.py args.yaml`.
 """
