@@ -105,8 +105,8 @@ def load_dataset_splits(data_args, wanted, hub_kwargs=None):
             raise DataError(f"{name}: a split is empty ({reason}); fill its data file or remove it.") from None
         raise DataError(f"--dataset_name {name}" + (f" --dataset_config_name {config_name}" if config_name else "")
                         + f": cannot load it ({reason[:300]}). Pass a Hub id that is in the local cache (offline, "
-                        f"HF_HUB_OFFLINE=1, nothing is downloaded), a folder of train/validation/test data files, or a "
-                        f"folder written by save_to_disk.") from None
+                        f"HF_HUB_OFFLINE=1, nothing is downloaded), a folder of train/validation/test data files, "
+                        f"or a folder written by save_to_disk.") from None
     if isinstance(loaded, datasets.Dataset):  # save_to_disk of a single Dataset: it is the training split
         loaded = datasets.DatasetDict({data_args.train_split_name: loaded})
     shown = os.path.basename(os.path.normpath(name)) if os.path.isdir(name) else name
@@ -123,8 +123,8 @@ def load_dataset_splits(data_args, wanted, hub_kwargs=None):
             logger.info(f"{name}: no split '{split_name}': no {split} data")
             continue
         if len(loaded[split_name]) == 0:
-            raise DataError(f"{name}[{split_name}]: the split is empty (0 rows); fill it or pass --{split_flags[split]} "
-                            f"with another of {sorted(loaded)}.")
+            raise DataError(f"{name}[{split_name}]: the split is empty (0 rows); fill it or pass "
+                            f"--{split_flags[split]} with another of {sorted(loaded)}.")
         splits[split] = DatasetSplit(loaded[split_name], shown, split_name)
         logger.info(f"{split}: {shown}[{split_name}]: {len(loaded[split_name]):,} rows, columns "
                     f"{loaded[split_name].column_names}")

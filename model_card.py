@@ -9,7 +9,6 @@ import datasets
 import torch
 import transformers
 
-
 MODEL_CARD_TASKS = {
     "text-classification": ("text-classification", "AutoModelForSequenceClassification", "text_classification"),
     "token-classification": ("token-classification", "AutoModelForTokenClassification", "token_classification"),
@@ -152,11 +151,12 @@ def write_model_card(trainer, task, dataset_name=None, data_files=None, example=
                      settings=None, extra=None):
     """README.md in the output directory: what a Hub repository shows. Main process only; returns its path.
 
-    task: a key of MODEL_CARD_TASKS. dataset_name: default --model_card_dataset_name, else --dataset_name or from `data_files` (a dict split ->
-    path or a list of paths). example: a text for the usage snippets (classification pairs: {"text", "text_pair"};
-    QA: {"question", "context"}; fill-mask: a text with [MASK]). base_model: the checkpoint fine-tuned (None: trained
-    from scratch). settings: the task's encoding settings (default: the ones the script saved in config.json).
-    extra: more markdown, appended as is. The metrics come from {eval,predict,test}_results.json in the output dir.
+    task: a key of MODEL_CARD_TASKS. dataset_name: default --model_card_dataset_name, else the --dataset_name of a
+    dataset split or from `data_files` (a dict split -> path or a list of paths). example: a text for the usage
+    snippets (classification pairs: {"text", "text_pair"}; QA: {"question", "context"}; fill-mask: a text with [MASK]).
+    base_model: the checkpoint fine-tuned (None: trained from scratch). settings: the task's encoding settings
+    (default: the ones the script saved in config.json). extra: more markdown, appended as is. The metrics come from
+    {eval,predict,test}_results.json in the output dir.
     """
     if not trainer.is_world_process_zero():
         return None
@@ -166,8 +166,9 @@ def write_model_card(trainer, task, dataset_name=None, data_files=None, example=
     config = model.config
     output_dir = args.output_dir
     pipeline_tag, auto_class, settings_key = MODEL_CARD_TASKS[task]
-    files = data_files if isinstance(data_files, dict) else {f"file {i + 1}": p for i, p in enumerate(data_files or [])}
-    files = {k: v for k, v in files.items() if v}
+    if not isinstance(data_files, dict):
+        data_files = {f"file {i + 1}": p for i, p in enumerate(data_files or [])}
+    files = {k: v for k, v in data_files.items() if v}
     first_files = [v[0] if isinstance(v, (list, tuple)) else v for v in
                    [files[k] for k in ("train", "validation", "test") if k in files] + list(files.values()) if v]
     dataset_name = dataset_name or getattr(args, "model_card_dataset_name", None) or dataset_name_from_files(

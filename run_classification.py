@@ -62,8 +62,8 @@ from transformers import (
 
 import heads  # registers the custom heads (CNN, LSTM, attention, windows, ...) with the Auto classes
 from checkpoints import checkpoint_to_resume
-from model_card import finish_output_dir
 from data_sources import DatasetArguments, class_label_names, data_files, source_fingerprint
+from model_card import finish_output_dir
 from script_utils import check_max_seq_length, parse_args, run_main, setup_logging, write_json
 from training import (
     FineTuningTrainingArguments,
@@ -115,7 +115,7 @@ class ModelArguments:
     )
     use_fast_tokenizer: bool = field(
         default=True,
-        metadata={"help": "Use a fast (Rust) tokenizer. This script needs one (character offsets); false is an error."},
+        metadata={"help": "Use a fast (Rust) tokenizer: this script needs one (offsets); false is an error."},
     )
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
     model_revision: str = field(default="main", metadata={"help": "Model version: branch, tag or commit id."})
@@ -143,7 +143,9 @@ class ModelArguments:
     pooling_last_k: Optional[int] = field(default=None, metadata={"help": "k for --pooling concat_last_k (4)."})
     cnn_filter_sizes: Optional[str] = field(default=None, metadata={"help": "--head cnn filter sizes (2,3,4)."})
     cnn_num_filters: Optional[int] = field(default=None, metadata={"help": "--head cnn filters per size (128)."})
-    rnn_hidden_size: Optional[int] = field(default=None, metadata={"help": "--head lstm/gru size per direction (256)."})
+    rnn_hidden_size: Optional[int] = field(
+        default=None, metadata={"help": "--head lstm/gru size per direction (256)."}
+    )
     rnn_num_layers: Optional[int] = field(default=None, metadata={"help": "--head lstm/gru layers (1)."})
     attention_hidden_size: Optional[int] = field(
         default=None, metadata={"help": "--head attention/windows: size of W in u^T tanh(H W + b) (hidden size)."}
@@ -310,7 +312,7 @@ def main(args=None):
         scans["train"] = (len(raw["train"]), Counter({l: kept[label2id_in_data[l]] for l in labels}), first_line,
                           skipped)
 
-    # ---- Model and tokenizer --------------------------------------------------------------------------------------
+    # ---- Config (with the head) and tokenizer -------------------------------------------------------------------
     config_source = model_args.config_name or model_args.model_name_or_path
     tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
     if not config_source or not tokenizer_source:
@@ -335,16 +337,6 @@ def main(args=None):
                                     "truncation counts the tokens it cuts")
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ValueError(f"Tokenizer {tokenizer_source} has no [CLS]/[SEP] tokens; this script builds BERT inputs.")
-    if model_args.model_name_or_path:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-            **hub_kwargs)
-    else:
-        logger.info(f"Training a new model from scratch with config {config_source}")
-        model = AutoModelForSequenceClassification.from_config(config,
-                                                               trust_remote_code=model_args.trust_remote_code)
-    logger.info(f"Model: {type(model).__name__}, {model.num_parameters():,} parameters, vocab {len(tokenizer)}")
-    freeze_parameters(model, model_args.freeze, model_args.freeze_layers)
 
     # ---- Preprocessing: settings, then [CLS] text [SEP] (or a pair, or windows) per example (cached Arrow files) -
     # Flags given win; without training, a trained model's saved settings (config.json, "text_classification") come
@@ -386,7 +378,6 @@ def main(args=None):
                              f"window).")
         logger.info(f"Sliding windows: {settings.max_seq_length} tokens each ({budget} of text), a new one every "
                     f"{settings.window_stride} tokens, at most {settings.max_windows} per document")
-    settings.save_to(model.config)  # so evaluation/prediction with this model later encodes texts the same way
 
     encoder = ClassificationEncoder(tokenizer, settings, windows=use_windows)
     encoded = {}
@@ -410,6 +401,19 @@ def main(args=None):
         encoded[split] = ds
     if data_args.show_examples and "train" in encoded:
         show_examples(encoded["train"], tokenizer, text_columns, label_list, data_args.show_examples)
+
+    # ---- Model ----------------------------------------------------------------------------------------------------
+    if model_args.model_name_or_path:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            **hub_kwargs)
+    else:
+        logger.info(f"Training a new model from scratch with config {config_source}")
+        model = AutoModelForSequenceClassification.from_config(config,
+                                                               trust_remote_code=model_args.trust_remote_code)
+    logger.info(f"Model: {type(model).__name__}, {model.num_parameters():,} parameters, vocab {len(tokenizer)}")
+    freeze_parameters(model, model_args.freeze, model_args.freeze_layers)
+    settings.save_to(model.config)  # so evaluation/prediction with this model later encodes texts the same way
 
     # ---- Trainer --------------------------------------------------------------------------------------------------
     if use_windows:
@@ -481,7 +485,9 @@ def main(args=None):
     # ---- Hub-ready output directory: model card (README.md), then --push_to_hub -----------------------------------
     if training_args.do_train:
         row = raw["validation" if "validation" in raw else "train"][0]
-        example = {"text": row[text_columns[0]], "text_pair": row[text_columns[1]]} if is_pair else row[text_columns[0]]
+        example = row[text_columns[0]]
+        if is_pair:
+            example = {"text": example, "text_pair": row[text_columns[1]]}
         finish_output_dir(trainer, "text-classification", logger=logger, data_files=files, example=example,
                           base_model=model_args.model_name_or_path)
 

@@ -14,11 +14,12 @@ The model reads `[CLS] question [SEP] context window [SEP]` and predicts where t
 context (the fourth task of the BERT paper).
 
 Data: SQuAD v1/v2 JSON (`{"data": [{"paragraphs": [{"context", "qas": [{"id", "question", "answers"}]}]}]}`: CMRC2018,
-DRCD, SQuAD) or flat JSON lines (`{"id", "question", "context", "answers": [{"text", "answer_start"}]}`, or answers
-as `{"text": [...], "answer_start": [...]}` as in Hugging Face datasets), or a dataset with these columns
-(`--dataset_name cmrc2018`: a Hub id from the local cache, a folder of data files or a save_to_disk folder). Simplified and Traditional Chinese work
-unchanged. Answers whose `answer_start` does not point at their text are moved to the nearest occurrence; answers not
-in the context are skipped for training (still gold answers for the metrics); both are counted and reported.
+DRCD, SQuAD) or flat JSON lines (`{"id", "question", "context", "answers": [{"text", "answer_start"}]}`, or answers as
+`{"text": [...], "answer_start": [...]}` as in Hugging Face datasets), or a dataset with these columns (`--dataset_name
+cmrc2018`: a Hub id from the local cache, a folder of data files or a save_to_disk folder). Simplified and Traditional
+Chinese work unchanged. Answers whose `answer_start` does not point at their text are moved to the nearest occurrence;
+answers not in the context are skipped for training (still gold answers for the metrics); both are counted and
+reported.
 
 What differs from the Hugging Face example (on purpose):
   * Chinese text has no spaces, so character offsets from the fast tokenizer (not whitespace) map every token back
@@ -59,8 +60,8 @@ import numpy as np
 from transformers import AutoConfig, AutoModelForQuestionAnswering, DataCollatorWithPadding, set_seed
 
 from checkpoints import checkpoint_to_resume
-from model_card import finish_output_dir
 from data_sources import DatasetArguments, data_files, source_fingerprint
+from model_card import finish_output_dir
 from script_utils import check_max_seq_length, parse_args, run_main, setup_logging, write_json
 from training import (
     FineTuningTrainingArguments,
@@ -95,9 +96,9 @@ warnings.filterwarnings("ignore", message=".*null_placement.*")  # pyarrow, via 
 class ModelArguments:
     model_name_or_path: Optional[str] = field(
         default=None,
-        metadata={"help": "Hub id (e.g. bert-base-chinese) or local directory of a pretrained model, e.g. a run_mlm.py "
-                  "output (its encoder is kept, the MLM head dropped). Leave it out and give --config_name to "
-                  "train from scratch."},
+        metadata={"help": "Hub id (e.g. bert-base-chinese) or local directory of a pretrained model, e.g. a "
+                  "run_mlm.py output (its encoder is kept, the MLM head dropped). Leave it out and give --config_name "
+                  "to train from scratch."},
     )
     config_name: Optional[str] = field(
         default=None, metadata={"help": "Config name or path, if not the same as model_name_or_path."}
@@ -107,7 +108,7 @@ class ModelArguments:
     )
     use_fast_tokenizer: bool = field(
         default=True,
-        metadata={"help": "Use a fast (Rust) tokenizer. This script needs one (character offsets); false is an error."},
+        metadata={"help": "Use a fast (Rust) tokenizer: this script needs one (offsets); false is an error."},
     )
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
     model_revision: str = field(default="main", metadata={"help": "Model version: branch, tag or commit id."})
@@ -240,7 +241,7 @@ def main(args=None):
                 fingerprint=hashlib.sha256(fingerprint_source.encode()).hexdigest()[:16],
             )
 
-    # ---- Model and tokenizer --------------------------------------------------------------------------------------
+    # ---- Tokenizer ------------------------------------------------------------------------------------------------
     tokenizer = load_fast_tokenizer(tokenizer_source, model_args.use_fast_tokenizer, hub_kwargs,
                                     "question answering needs its character offsets to map answers onto tokens")
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
@@ -248,27 +249,6 @@ def main(args=None):
     if len(tokenizer) > config.vocab_size:
         raise ValueError(f"Tokenizer {tokenizer_source} has {len(tokenizer)} tokens but the model's vocab_size is "
                          f"{config.vocab_size}; use the tokenizer the model was built with.")
-    if model_args.model_name_or_path:
-        model, loading = AutoModelForQuestionAnswering.from_pretrained(
-            model_args.model_name_or_path, config=config, output_loading_info=True, **hub_kwargs)
-        body = model.base_model_prefix + "."
-        missing = [k for k in loading.get("missing_keys", []) if k.startswith(body)]
-        new = [k for k in loading.get("missing_keys", []) if not k.startswith(body)]
-        unused = loading.get("unexpected_keys", [])
-        logger.info(f"Weights from {model_args.model_name_or_path}: encoder "
-                    + ("loaded" if not missing else f"PARTLY RANDOM ({len(missing)} tensors missing, e.g. "
-                                                      f"{sorted(missing)[:3]})")
-                    + (f"; new (random): {sorted(new)}" if new else "")
-                    + (f"; not used: {len(unused)} tensors, e.g. {sorted(unused)[:3]}" if unused else ""))
-        if missing:
-            logger.warning(f"{len(missing)} encoder tensors were not in {model_args.model_name_or_path} and start "
-                           f"from random values: is it a BERT checkpoint of the same shape?")
-    else:
-        logger.info(f"Training a new model from scratch with config {config_source}")
-        model = AutoModelForQuestionAnswering.from_config(config, trust_remote_code=model_args.trust_remote_code)
-    logger.info(f"Model: {type(model).__name__}, {model.num_parameters():,} parameters, vocab {len(tokenizer)}")
-    freeze_parameters(model, model_args.freeze, model_args.freeze_layers)
-    settings.save_to(model.config)  # so evaluation/prediction with this model later encodes questions the same way
 
     # ---- Preprocessing: [CLS] question [SEP] context window [SEP], character offsets of every context token ------
     context_type = 1 if getattr(config, "type_vocab_size", 2) > 1 else 0  # models without segment embeddings: all 0
@@ -310,6 +290,29 @@ def main(args=None):
             print(f"token_type_ids: {f['token_type_ids']}")
             answer = example["context"][f["char_start"][s]:f["char_end"][e]] if s > 0 else "[CLS] (not in this window)"
             print(f"answer:         positions {s}..{e}: {answer}  (gold: {example['answers']['text'][:1]})")
+
+    # ---- Model ----------------------------------------------------------------------------------------------------
+    if model_args.model_name_or_path:
+        model, loading = AutoModelForQuestionAnswering.from_pretrained(
+            model_args.model_name_or_path, config=config, output_loading_info=True, **hub_kwargs)
+        body = model.base_model_prefix + "."
+        missing = [k for k in loading.get("missing_keys", []) if k.startswith(body)]
+        new = [k for k in loading.get("missing_keys", []) if not k.startswith(body)]
+        unused = loading.get("unexpected_keys", [])
+        logger.info(f"Weights from {model_args.model_name_or_path}: encoder "
+                    + ("loaded" if not missing else f"PARTLY RANDOM ({len(missing)} tensors missing, e.g. "
+                                                      f"{sorted(missing)[:3]})")
+                    + (f"; new (random): {sorted(new)}" if new else "")
+                    + (f"; not used: {len(unused)} tensors, e.g. {sorted(unused)[:3]}" if unused else ""))
+        if missing:
+            logger.warning(f"{len(missing)} encoder tensors were not in {model_args.model_name_or_path} and start "
+                           f"from random values: is it a BERT checkpoint of the same shape?")
+    else:
+        logger.info(f"Training a new model from scratch with config {config_source}")
+        model = AutoModelForQuestionAnswering.from_config(config, trust_remote_code=model_args.trust_remote_code)
+    logger.info(f"Model: {type(model).__name__}, {model.num_parameters():,} parameters, vocab {len(tokenizer)}")
+    freeze_parameters(model, model_args.freeze, model_args.freeze_layers)
+    settings.save_to(model.config)  # so evaluation/prediction with this model later encodes questions the same way
 
     # ---- Trainer --------------------------------------------------------------------------------------------------
     if data_args.pad_to_max_length:

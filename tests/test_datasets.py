@@ -108,7 +108,8 @@ def test_dataset_errors_name_the_dataset_split_and_fix(tnews_like, model_dir, tm
     assert "--text_column_names" in message
     message = error_of("--do_train", "--train_file", tmp_path / "x.tsv")
     assert "not both" in message
-    empty = write_hub_folder(tmp_path / "empty", {"train.json": [{"text": "甲乙", "label": "a"}], "validation.json": []})
+    empty = write_hub_folder(tmp_path / "empty", {"train.json": [{"text": "甲乙", "label": "a"}],
+                                                  "validation.json": []})
     with pytest.raises(DataError, match=re.escape('empty: a split is empty (Instruction "validation"')):
         run_classification.main(h.tiny_train_args(model_dir, tmp_path / "out", "--dataset_name", empty,
                                                   "--do_train"))
@@ -214,7 +215,8 @@ def test_qa_from_a_cmrc2018_style_dataset(tmp_path):
     dd.save_to_disk(str(tmp_path / "cmrc_like"))
     out = tmp_path / "out"
     run_qa.main(h.tiny_train_args(model_dir, out, "--dataset_name", tmp_path / "cmrc_like", "--do_train",
-                                  "--do_eval", "--max_seq_length", "48", "--doc_stride", "16", "--max_query_length", "12",
+                                  "--do_eval", "--max_seq_length", "48", "--doc_stride", "16", "--max_query_length",
+                                  "12",
                                   "--max_steps", "2"))
     predictions = load_json(out / "eval_predictions.json")
     assert sorted(predictions) == sorted(f"d{i}" for i in range(12))
