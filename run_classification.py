@@ -31,12 +31,9 @@ What differs from the Hugging Face example (on purpose):
 Defaults that differ from the Hugging Face example, and why:
   flag                      HF example           here                  why
   padding                   to max_seq_length    per batch             6.8x the training speed on news titles (README)
-  --warmup_steps            0                    0.1 (10% of steps)    BERT fine-tuning diverges more often without it
-  --eval_strategy           no                   epoch                 a validation score per epoch, curves, early stop
-  --save_strategy           steps (every 500)    epoch (keep 2)        a checkpoint per epoch; the best one is kept
-  --logging_steps           500                  50                    small Chinese data sets still log a curve
-  --train_sampling_strategy random               length_pools          little padding, still random batches
-                                                                       (bench/batching.py)
+  training (all scripts: the full table is training.RecipeTrainingArguments' docstring): 10% warmup (HF 0),
+  evaluation and a checkpoint per epoch, 2 kept (HF none / every 500 steps), logging every 50 steps (HF 500),
+  length-pooled random batches (HF random: more padding)
 
 Arguments can also come from one .json or .yaml file: `python run_classification.py args.yaml`.
 """
