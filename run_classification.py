@@ -173,6 +173,11 @@ class DataTrainingArguments(DatasetArguments):
                   "'sentence1,sentence2' or 'text_a,text_b' if present; in a TSV without header every column "
                   "before the last (the label)."},
     )
+    text_column_delimiter: Optional[str] = field(
+        default=None,
+        metadata={"help": "Join the text columns into one text with this delimiter, as the Hugging Face example does "
+                  "(e.g. ' '); more than two text columns need it. Default: one column is the text, two a pair."},
+    )
     label_column_name: str = field(default="label", metadata={"help": "Label column name."})
     column_names: Optional[str] = field(
         default=None,
@@ -272,6 +277,9 @@ def main(args=None):
     if shuffle:  # every row is read and checked, then --max_train_samples takes N of the shuffled rows (below)
         limits = dict(limits, train=None)
     text_columns, schemas, scans = read_files(files, data_args, limits)
+    if data_args.text_column_delimiter is not None:
+        logger.info(f"Text columns {text_columns} joined into one text with {data_args.text_column_delimiter!r}")
+        text_columns = ["text"]
     is_pair = len(text_columns) == 2
 
     # Labels: mapped once; the saved config keeps the names (id2label), so predictions come back as names.
@@ -289,7 +297,8 @@ def main(args=None):
         schema = schemas[split]
         fingerprint_source = json.dumps([source_fingerprint(path), schema.text_columns,
                                          schema.label_column, label2id_in_data, limits[split], data_args.has_header,
-                                         data_args.skip_bad_rows], ensure_ascii=False)
+                                         data_args.skip_bad_rows, data_args.text_column_delimiter],
+                                        ensure_ascii=False)
         with training_args.main_process_first(desc=f"reading {split}"):  # one process writes the Arrow cache
             raw[split] = datasets.Dataset.from_generator(
                 generate_examples, split=datasets.Split.TRAIN,

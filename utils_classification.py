@@ -317,7 +317,11 @@ def generate_examples(path, data_args, text_columns, label_column, label2id, lim
         if label_column is not None and not row.get(label_column, "").strip():
             continue
         example = {"row": scanned, "line": line_no}
-        example.update({c: row[c] for c in text_columns})
+        delimiter = getattr(data_args, "text_column_delimiter", None)
+        if delimiter is not None:  # the columns joined into one text, as the Hugging Face example does
+            example["text"] = delimiter.join(row[c] for c in text_columns)
+        else:
+            example.update({c: row[c] for c in text_columns})
         if label_column is not None:
             example["label"] = label2id[row[label_column].strip()]
         scanned += 1
@@ -341,8 +345,9 @@ def read_files(files, data_args, limits):
         logger.info(f"{split}: {path}: {n_rows} rows, columns {schemas[split].text_columns}"
                     + (f" + label '{schemas[split].label_column}'" if schemas[split].label_column else " (no labels)")
                     + (f"; skipped {sum(skipped.values())} rows: {dict(skipped)}" if skipped else ""))
-    if len(text_columns) > 2:
-        raise DataError(f"{first}: {len(text_columns)} text columns {text_columns}; BERT takes one text or a pair.")
+    if len(text_columns) > 2 and getattr(data_args, "text_column_delimiter", None) is None:
+        raise DataError(f"{first}: {len(text_columns)} text columns {text_columns}; BERT takes one text or a pair: "
+                        f"join them into one text with --text_column_delimiter (e.g. ' ').")
     if len(text_columns) == 2 and next(iter(schemas.values())).named_by_position and not data_args.text_column_names:
         logger.warning(f"{first}: no header and 3 columns per line: read as a sentence pair (text_a<TAB>text_b<TAB>"
                        f"label). If only one column is the text, pass --text_column_names text_a (or text_b); to keep "

@@ -48,7 +48,7 @@ def test_headerless_label_first_files_with_column_names(model_dir, tmp_path):
 
 def test_shuffle_train_dataset_comes_before_max_train_samples(model_dir, tmp_path):
     rng = random.Random(0)
-    rows = [(h.filler_text(8, seed=rng.random()), "甲" if i < 50 else "乙") for i in range(100)]
+    rows = [(h.filler_text(8, seed=rng.random()), "甲丙"[i % 2] if i < 50 else "乙") for i in range(100)]
     h.write_lines(tmp_path / "train.tsv", [f"{t}\t{y}" for t, y in rows])
 
     def label_counts(*extra):
@@ -60,9 +60,26 @@ def test_shuffle_train_dataset_comes_before_max_train_samples(model_dir, tmp_pat
         assert summary["examples"] == 20
         return summary["label_counts"]
 
-    assert label_counts()["乙"] == 0  # the first 20 rows are all 甲
+    assert label_counts().get("乙", 0) == 0  # the first 20 rows are 甲 and 丙
     shuffled = label_counts("--shuffle_train_dataset", "--shuffle_seed", "1")
-    assert shuffled["甲"] + shuffled["乙"] == 20 and shuffled["乙"] > 0
+    assert sum(shuffled.values()) == 20 and shuffled["乙"] > 0
+
+
+def test_text_column_delimiter_joins_more_than_two_columns(model_dir, tmp_path):
+    rows = h.keyword_rows(24, n_classes=2, seed=1)
+    records = [{"title": t[:3], "keywords": t[3:6], "body": t[6:] or "的", "label": str(y)} for t, y in rows]
+    h.write_jsonl(tmp_path / "train.jsonl", records)
+    columns = ["--text_column_names", "title,keywords,body"]
+    with pytest.raises(DataError, match="--text_column_delimiter"):  # three texts are no BERT input by themselves
+        run_classification.main(h.tiny_train_args(model_dir, tmp_path / "o1", "--train_file",
+                                                  tmp_path / "train.jsonl", "--do_train", *columns))
+    out = tmp_path / "out"
+    run_classification.main(h.tiny_train_args(model_dir, out, "--train_file", tmp_path / "train.jsonl",
+                                              "--test_file", tmp_path / "train.jsonl", "--do_train", "--do_predict",
+                                              "--max_steps", "1", "--text_column_delimiter", "，", *columns))
+    predictions = h.read_tsv(out / "predict_results.tsv")[1]
+    assert [p["text"] for p in predictions] == ["，".join((r["title"], r["keywords"], r["body"])) for r in records]
+    assert load_json(out / "config.json")["text_classification"]["text_columns"] == ["text"]
 
 
 def test_use_fast_tokenizer_false_is_a_clear_error(model_dir, tmp_path):
