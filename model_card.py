@@ -23,9 +23,12 @@ _SPEED_KEYS = ("runtime", "samples_per_second", "steps_per_second", "tokens_per_
 def dataset_name_from_files(paths):
     """A dataset name from data file paths: the folder of generic split files (data/thucnews/train.txt -> thucnews),
     else the training file's name without its split suffix (afqmc_train.jsonl -> afqmc). None without files."""
-    paths = [str(p) for p in (paths or []) if p]
+    paths = [p for p in (paths or []) if p]
     if not paths:
         return None
+    if getattr(paths[0], "dataset_name", None):  # a split of --dataset_name (data_sources.DatasetSplit)
+        return paths[0].dataset_name
+    paths = [str(p) for p in paths]
     path = os.path.abspath(paths[0])
     stem = os.path.splitext(os.path.basename(path))[0]
     core = re.sub(r"([._-](train|training|dev|valid|validation|val|test|eval))+$", "", stem, flags=re.I)
@@ -148,11 +151,12 @@ def write_model_card(trainer, task, dataset_name=None, data_files=None, example=
                      settings=None, extra=None):
     """README.md in the output directory: what a Hub repository shows. Main process only; returns its path.
 
-    task: a key of MODEL_CARD_TASKS. dataset_name: default --dataset_name, else from `data_files` (a dict split ->
-    path or a list of paths). example: a text for the usage snippets (classification pairs: {"text", "text_pair"};
-    QA: {"question", "context"}; fill-mask: a text with [MASK]). base_model: the checkpoint fine-tuned (None: trained
-    from scratch). settings: the task's encoding settings (default: the ones the script saved in config.json).
-    extra: more markdown, appended as is. The metrics come from {eval,predict,test}_results.json in the output dir.
+    task: a key of MODEL_CARD_TASKS. dataset_name: default --model_card_dataset_name, else the --dataset_name of a
+    dataset split or from `data_files` (a dict split -> path or a list of paths). example: a text for the usage
+    snippets (classification pairs: {"text", "text_pair"}; QA: {"question", "context"}; fill-mask: a text with [MASK]).
+    base_model: the checkpoint fine-tuned (None: trained from scratch). settings: the task's encoding settings
+    (default: the ones the script saved in config.json). extra: more markdown, appended as is. The metrics come from
+    {eval,predict,test}_results.json in the output dir.
     """
     if not trainer.is_world_process_zero():
         return None
@@ -165,10 +169,12 @@ def write_model_card(trainer, task, dataset_name=None, data_files=None, example=
     if not isinstance(data_files, dict):
         data_files = {f"file {i + 1}": p for i, p in enumerate(data_files or [])}
     files = {k: v for k, v in data_files.items() if v}
+    first_files = [v[0] if isinstance(v, (list, tuple)) else v for v in
+                   [files[k] for k in ("train", "validation", "test") if k in files] + list(files.values()) if v]
+    dataset_name = dataset_name or getattr(args, "model_card_dataset_name", None) or dataset_name_from_files(
+        first_files)
     if isinstance(next(iter(files.values()), None), (list, tuple)):
         files = {k: ", ".join(map(str, v)) for k, v in files.items()}
-    dataset_name = dataset_name or getattr(args, "dataset_name", None) or dataset_name_from_files(
-        [files[k] for k in ("train", "validation", "test") if k in files] + list(files.values()))
     if settings is None and settings_key:
         settings = getattr(config, settings_key, None)
     model_id = getattr(trainer, "hub_model_id", None) or (args.hub_model_id if args.push_to_hub else None) \

@@ -21,6 +21,9 @@ Corpus (`--train_file`, several files allowed; `data_scripts/build_corpus.py` ma
     format); `--document_format auto` tells them apart by the blank lines;
   * .tsv, and .txt whose first line has a tab (THUCNews' `title<TAB>label`): the text column `--tsv_text_column`;
   * .csv / .json / .jsonl: the column `--text_column_name` (default "text"), one document per row.
+  * a dataset (`--dataset_name`, `--dataset_config_name`: a Hub id from the local cache, a folder of data files, a
+    save_to_disk folder): the column `--text_column_name`, one document per row. From scratch without a config:
+    `--model_type bert --tokenizer_name DIR [--config_overrides ...]`.
 
 Examples:
   * default: the token stream of all documents (a [SEP] between documents) cut into blocks of max_seq_length,
@@ -37,21 +40,30 @@ perplexity is comparable across evaluations): each maskable token is chosen with
 the choice is made per jieba word: every character of a chosen word is masked together (the vocab stays
 character-level).
 
+Defaults that differ from the Hugging Face example, and why:
+  flag                      HF example           here                  why
+  --max_seq_length          the model's (<=1024) the model's (<=512)   BERT-style checkpoints stop at 512 positions
+  masking                   per batch            per batch; validation masked once with a fixed seed, so
+                                                 perplexities compare across evaluations
+  training (all scripts: the full table is training.RecipeTrainingArguments' docstring): 10% warmup (HF 0),
+  evaluation and a checkpoint per epoch, 2 kept (HF none / every 500 steps), logging every 50 steps (HF 500),
+  length-pooled random batches (HF random: more padding)
+
 Arguments can also come from one .json or .yaml file: `python run_mlm.py args.yaml`.
 """
 
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Optional
 
 import datasets
 import numpy as np
-from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForPreTraining, AutoTokenizer, set_seed
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForPreTraining, set_seed
 
 from checkpoints import checkpoint_to_resume
+from data_sources import DatasetArguments, load_dataset_splits, source_fingerprint
 from model_card import fill_mask_example, finish_output_dir
 from script_utils import DataError, check_max_seq_length, parse_args, run_main, setup_logging
 from training import (
@@ -59,6 +71,7 @@ from training import (
     RecipeTrainingArguments,
     evaluation_callbacks,
     from_pretrained_kwargs,
+    load_fast_tokenizer,
     save_training,
 )
 from utils_mlm import (
@@ -100,8 +113,23 @@ class ModelArguments:
         metadata={"help": "From scratch: change config values, e.g. 'num_hidden_layers=4,hidden_size=256,"
                   "num_attention_heads=4,intermediate_size=1024'."},
     )
+    model_type: Optional[str] = field(
+        default=None,
+        metadata={"help": "From scratch without --config_name: a config of this type with its defaults (e.g. bert), "
+                  "changed by --config_overrides; needs --tokenizer_name (its vocab size is used)."},
+    )
     tokenizer_name: Optional[str] = field(
         default=None, metadata={"help": "Tokenizer dir (vocab.txt / tokenizer.json) if not the model's own."}
+    )
+    dtype: Optional[str] = field(
+        default=None,
+        metadata={"help": "The dtype to load --model_name_or_path in (as in the Hugging Face example): auto (the "
+                  "checkpoint's), float32, bfloat16 or float16. Default: float32. Mixed-precision training is "
+                  "--bf16/--fp16.", "choices": ["auto", "float32", "bfloat16", "float16"]},
+    )
+    use_fast_tokenizer: bool = field(
+        default=True,
+        metadata={"help": "Use a fast (Rust) tokenizer: this script needs one (offsets); false is an error."},
     )
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
     model_revision: str = field(default="main", metadata={"help": "Model version: branch, tag or commit id."})
@@ -112,7 +140,7 @@ class ModelArguments:
 
 
 @dataclass
-class DataTrainingArguments:
+class DataTrainingArguments(DatasetArguments):
     train_file: Optional[list[str]] = field(
         default=None, metadata={"help": "Corpus file(s): .txt, .tsv, .csv, .json/.jsonl (see the top of this file)."}
     )
@@ -130,8 +158,11 @@ class DataTrainingArguments:
     )
     text_column_name: str = field(default="text", metadata={"help": "Text column of .csv/.json(l) files."})
     tsv_text_column: int = field(default=0, metadata={"help": "Text column (0-based) of tab-separated files."})
-    max_seq_length: int = field(
-        default=128, metadata={"help": "Tokens per example including [CLS]/[SEP] (blocks, lines or pairs)."}
+    max_seq_length: Optional[int] = field(
+        default=None,
+        metadata={"help": "Tokens per example including [CLS]/[SEP] (blocks, lines or pairs). Default, as in the "
+                  "Hugging Face example: the model's maximum (the tokenizer's model_max_length, else the config's "
+                  "max_position_embeddings), at most 512."},
     )
     line_by_line: bool = field(
         default=False,
@@ -191,10 +222,13 @@ def main(args=None):
     # ---- Corpus: check every file before anything heavy ---------------------------------------------------------
     if not training_args.do_train and not training_args.eval_requested:
         raise ValueError("Nothing to do: pass --do_train and/or --do_eval.")
-    if not data_args.train_file and not data_args.validation_file:
-        raise ValueError("Pass --train_file (the corpus) and/or --validation_file.")
-    if training_args.do_train and not data_args.train_file:
-        raise ValueError("--do_train needs --train_file.")
+    if data_args.dataset_name and (data_args.train_file or data_args.validation_file):
+        raise DataError(f"--dataset_name {data_args.dataset_name} and --train_file/--validation_file: pass a dataset "
+                        f"or corpus files, not both.")
+    if not data_args.train_file and not data_args.validation_file and not data_args.dataset_name:
+        raise ValueError("Pass --train_file (the corpus) and/or --validation_file, or --dataset_name.")
+    if training_args.do_train and not data_args.train_file and not data_args.dataset_name:
+        raise ValueError("--do_train needs --train_file or --dataset_name.")
     if data_args.streaming and training_args.max_steps <= 0:
         raise ValueError("--streaming reads the corpus lazily, so its length is unknown: set --max_steps.")
     if data_args.streaming and data_args.nsp:
@@ -203,6 +237,10 @@ def main(args=None):
         raise ValueError("--nsp builds sentence pairs; it cannot be combined with --line_by_line.")
     train_files = list(data_args.train_file or [])
     validation_files = list(data_args.validation_file or [])
+    if data_args.dataset_name:  # without a validation split, --validation_split_percentage holds documents out
+        splits = load_dataset_splits(data_args, {"train": training_args.do_train, "validation": False}, hub_kwargs)
+        train_files = [splits["train"]] if "train" in splits else []
+        validation_files = [splits["validation"]] if "validation" in splits else []
     if not data_args.streaming:
         for split, paths in (("train", train_files), ("validation", validation_files)):
             for path, n in check_corpus(paths, data_args).items():
@@ -211,22 +249,31 @@ def main(args=None):
     # ---- Tokenizer and config -----------------------------------------------------------------------------------
     tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
     config_source = model_args.config_name or model_args.model_name_or_path
-    if not tokenizer_source or not config_source:
-        raise ValueError("Pass --model_name_or_path to continue pretraining a checkpoint, or --config_name and "
-                         "--tokenizer_name to pretrain from scratch (data_scripts/train_tokenizer.py --write_config "
-                         "writes both).")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub_kwargs)
-    if not tokenizer.is_fast:
-        raise ValueError(f"{tokenizer_source}: a fast tokenizer (tokenizer.json) is needed for character offsets.")
+    if not tokenizer_source or not (config_source or model_args.model_type):
+        raise ValueError("Pass --model_name_or_path to continue pretraining a checkpoint, or --config_name (or "
+                         "--model_type) and --tokenizer_name to pretrain from scratch "
+                         "(data_scripts/train_tokenizer.py --write_config writes both).")
+    tokenizer = load_fast_tokenizer(tokenizer_source, model_args.use_fast_tokenizer, hub_kwargs,
+                                    "whole-word masking maps jieba words onto tokens by character offsets")
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None or tokenizer.mask_token_id is None:
         raise ValueError(f"Tokenizer {tokenizer_source} lacks [CLS]/[SEP]/[MASK]; this script pretrains BERT.")
-    config = AutoConfig.from_pretrained(config_source, **hub_kwargs)
+    if config_source:
+        config = AutoConfig.from_pretrained(config_source, **hub_kwargs)
+    else:
+        config = AutoConfig.for_model(model_args.model_type)
+        logger.warning(f"A new {model_args.model_type} config with its defaults (--model_type): "
+                       f"{config.num_hidden_layers} layers x {config.hidden_size}; --config_overrides changes it.")
     if model_args.config_overrides:
         if model_args.model_name_or_path:
             raise ValueError("--config_overrides changes a config for training from scratch; with "
                              "--model_name_or_path the checkpoint's shapes are fixed.")
         config.update_from_string(model_args.config_overrides)
     max_positions = getattr(config, "max_position_embeddings", None)
+    if data_args.max_seq_length is None:  # the model's maximum, at most 512 (the Hugging Face example's default)
+        model_max = tokenizer.model_max_length if tokenizer.model_max_length < 1e6 else max_positions
+        data_args.max_seq_length = min(model_max or 512, max_positions or 512, 512)
+        logger.info(f"max_seq_length {data_args.max_seq_length} (the model's maximum, at most 512; --max_seq_length "
+                    f"sets it)")
     if max_positions and data_args.max_seq_length > max_positions:
         raise ValueError(f"--max_seq_length {data_args.max_seq_length} > the model's max_position_embeddings "
                          f"{max_positions}.")
@@ -245,7 +292,7 @@ def main(args=None):
         kwargs = {"gen_kwargs": {"paths": tuple(paths), "data_args": data_args, "nsp": data_args.nsp}}
         if streaming:
             return datasets.IterableDataset.from_generator(generate_documents, **kwargs)
-        stats = [(os.path.abspath(p), os.path.getsize(p), os.stat(p).st_mtime_ns) for p in paths]
+        stats = [source_fingerprint(p) for p in paths]
         fingerprint = hashlib.sha256(json.dumps([stats, data_args.nsp, data_args.document_format,
                                                  data_args.text_column_name, data_args.tsv_text_column]).encode()
                                      ).hexdigest()[:16]  # the same in every process (DDP) and every run
@@ -346,7 +393,8 @@ def main(args=None):
     else:  # other architectures (e.g. ERNIE, RoBERTa-style checkpoints of another type): their own heads
         model_class = AutoModelForPreTraining if data_args.nsp else AutoModelForMaskedLM
     if model_args.model_name_or_path:
-        model = model_class.from_pretrained(model_args.model_name_or_path, config=config, **hub_kwargs)
+        model = model_class.from_pretrained(model_args.model_name_or_path, config=config, dtype=model_args.dtype,
+                                            **hub_kwargs)
     else:
         if config.vocab_size != len(tokenizer):
             logger.info(f"vocab_size {config.vocab_size} -> {len(tokenizer)} (the tokenizer's)")

@@ -19,6 +19,9 @@ Data (one sentence per example; the format comes from the extension and the firs
     test files).
   * JSON lines with token and tag lists: {"tokens": [...], "tags": [...]} ("ner_tags" also read; tags optional in
     test files).
+  * a dataset (`--dataset_name`: a Hub id such as msra_ner from the local cache, a folder of data files, a
+    save_to_disk folder): tokens and integer `ner_tags` named by their ClassLabel feature; other columns with
+    `--text_column_name` / `--label_column_name` (also for JSON lines).
 Tag schemes BIO, BIOES (also written BILOU) and BMES are detected per file and read into entity spans; the model is
 trained in one scheme (--label_scheme BIO or BIOES), logged and saved in config.json. `I-X` without `B-X` (and in
 BIOES, `B-X` without `E-X`) is repaired (the entity starts / ends there) and counted, never silently. Nested or
@@ -48,6 +51,15 @@ eval_macro_f1, eval_precision, eval_recall, eval_accuracy = character tag accura
 dropped/normalised/did not know, per split), training_curves.png, and with --do_predict predict_entities.jsonl,
 predict_tags.conll, predict_cluener.json (CLUENER input) and predict_entity_report.* (when the test file has tags).
 
+Defaults that differ from the Hugging Face example, and why:
+  flag                      HF example           here                  why
+  --max_seq_length          the model's (512)    128, in chunks        long sentences are cut into overlapping chunks,
+                                                                       never truncated, and merged back
+  --label_column_name       the second column    tags, else ner_tags   as in msra_ner / peoples_daily_ner
+  training (all scripts: the full table is training.RecipeTrainingArguments' docstring): 10% warmup (HF 0),
+  evaluation and a checkpoint per epoch, 2 kept (HF none / every 500 steps), logging every 50 steps (HF 500),
+  length-pooled random batches (HF random: more padding)
+
 Arguments can also come from one .json or .yaml file: `python run_ner.py args.yaml`.
 """
 
@@ -63,21 +75,22 @@ import numpy as np
 from transformers import (
     AutoConfig,
     AutoModelForTokenClassification,
-    AutoTokenizer,
     DataCollatorForTokenClassification,
     set_seed,
 )
 
 import heads  # registers the token-classification heads (lstm, crf, lstm_crf) with the Auto classes
 from checkpoints import checkpoint_to_resume
+from data_sources import DatasetArguments, data_files
 from model_card import finish_output_dir
-from script_utils import DataError, check_max_seq_length, data_files, parse_args, run_main, setup_logging, write_json
+from script_utils import DataError, check_max_seq_length, parse_args, run_main, setup_logging, write_json
 from training import (
     FineTuningTrainer,
     FineTuningTrainingArguments,
     evaluation_callbacks,
     freeze_parameters,
     from_pretrained_kwargs,
+    load_fast_tokenizer,
     save_training,
 )
 from utils_ner import (
@@ -119,6 +132,10 @@ class ModelArguments:
     tokenizer_name: Optional[str] = field(
         default=None, metadata={"help": "Tokenizer name or path (a dir with vocab.txt), if not the same as model."}
     )
+    use_fast_tokenizer: bool = field(
+        default=True,
+        metadata={"help": "Use a fast (Rust) tokenizer: this script needs one (offsets); false is an error."},
+    )
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
     model_revision: str = field(default="main", metadata={"help": "Model version: branch, tag or commit id."})
     token: Optional[str] = field(default=None, metadata={"help": "Hub token for private models."})
@@ -157,11 +174,21 @@ class ModelArguments:
 
 
 @dataclass
-class DataTrainingArguments:
+class DataTrainingArguments(DatasetArguments):
     train_file: Optional[str] = field(default=None, metadata={"help": "Training data: CoNLL (.txt, .conll, ...), "
                                                                        "CLUENER or tokens/tags JSON lines (.json)."})
     validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data (any of the formats)."})
     test_file: Optional[str] = field(default=None, metadata={"help": "Test data for --do_predict; tags optional."})
+    text_column_name: Optional[str] = field(
+        default=None,
+        metadata={"help": "JSON lines / datasets: the column with the tokens (tokens/tags format, default 'tokens') "
+                  "or the text (CLUENER format, default 'text')."},
+    )
+    label_column_name: Optional[str] = field(
+        default=None,
+        metadata={"help": "JSON lines / datasets: the column with the tags (default 'tags', else 'ner_tags'; integer "
+                  "tags are named by the dataset's ClassLabel feature) or the CLUENER entities ('label')."},
+    )
     data_format: Optional[str] = field(
         default=None,
         metadata={"help": "conll, cluener or tokens (JSON lines with tokens/tags). Default: .json/.jsonl files are "
@@ -192,6 +219,11 @@ class DataTrainingArguments:
         metadata={"help": "Label every sub-token of a character (B-X, I-X, I-X...) instead of only the first "
                   "(-100 on the others, the default). The character's prediction comes from its sub-tokens. A "
                   "model trained with it keeps it."},
+    )
+    return_entity_level_metrics: bool = field(
+        default=False,
+        metadata={"help": "Put every entity type's precision, recall, F1 and count into the metrics (eval_PER_f1, "
+                  "...), so one can be --metric_for_best_model. They are always in eval_entity_report.json."},
     )
     strict: bool = field(
         default=False,
@@ -240,7 +272,7 @@ def main(args=None):
                          minimum=3, hub_kwargs=hub_kwargs)  # now, not after the model has loaded
 
     # ---- Data: read and check every file before anything heavy happens -------------------------------------------
-    files, limits = data_files(data_args, training_args)  # split -> path, split -> --max_*_samples
+    files, limits = data_files(data_args, training_args, hub_kwargs)  # split -> path, split -> --max_*_samples
     sentences, readers = {}, {}
     for split, path in files.items():
         readers[split] = reader = FileReader(path, data_args, limits[split])
@@ -305,7 +337,8 @@ def main(args=None):
                                classifier_dropout=model_args.classifier_dropout)
     head = heads.token_head_of(config)
     logger.info(f"Head: {head} (model_type {config.model_type})")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub_kwargs)
+    tokenizer = load_fast_tokenizer(tokenizer_source, model_args.use_fast_tokenizer, hub_kwargs,
+                                    "characters are mapped onto tokens by its offsets")
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None or tokenizer.unk_token_id is None:
         raise ValueError(f"Tokenizer {tokenizer_source} lacks [CLS]/[SEP]/[UNK]; this script builds BERT inputs.")
 
@@ -392,7 +425,8 @@ def main(args=None):
         warning = no_entity_collapse(tags, gold["validation"])
         if warning:
             logger.warning(warning)
-        return entity_metrics(gold["validation"], tags, scheme, data_args.strict)[0]
+        return entity_metrics(gold["validation"], tags, scheme, data_args.strict,
+                              data_args.return_entity_level_metrics)[0]
 
     trainer = FineTuningTrainer(
         model=model,
@@ -429,7 +463,8 @@ def main(args=None):
         tags = predict_tags(split, output.predictions)
         metrics = dict(output.metrics, **{f"{prefix}_samples": len(sentences[split])})
         if gold[split] is not None:
-            entity, text, report = entity_metrics(gold[split], tags, scheme, data_args.strict)
+            entity, text, report = entity_metrics(gold[split], tags, scheme, data_args.strict,
+                                                  data_args.return_entity_level_metrics)
             warning = no_entity_collapse(tags, gold[split])
             if warning:
                 text, report["warning"] = f"WARNING: {warning}\n\n{text}", warning

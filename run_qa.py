@@ -14,10 +14,12 @@ The model reads `[CLS] question [SEP] context window [SEP]` and predicts where t
 context (the fourth task of the BERT paper).
 
 Data: SQuAD v1/v2 JSON (`{"data": [{"paragraphs": [{"context", "qas": [{"id", "question", "answers"}]}]}]}`: CMRC2018,
-DRCD, SQuAD) or flat JSON lines (`{"id", "question", "context", "answers": [{"text", "answer_start"}]}`, or answers
-as `{"text": [...], "answer_start": [...]}` as in Hugging Face datasets). Simplified and Traditional Chinese work
-unchanged. Answers whose `answer_start` does not point at their text are moved to the nearest occurrence; answers not
-in the context are skipped for training (still gold answers for the metrics); both are counted and reported.
+DRCD, SQuAD) or flat JSON lines (`{"id", "question", "context", "answers": [{"text", "answer_start"}]}`, or answers as
+`{"text": [...], "answer_start": [...]}` as in Hugging Face datasets), or a dataset with these columns (`--dataset_name
+cmrc2018`: a Hub id from the local cache, a folder of data files or a save_to_disk folder). Simplified and Traditional
+Chinese work unchanged. Answers whose `answer_start` does not point at their text are moved to the nearest occurrence;
+answers not in the context are skipped for training (still gold answers for the metrics); both are counted and
+reported.
 
 What differs from the Hugging Face example (on purpose):
   * Chinese text has no spaces, so character offsets from the fast tokenizer (not whitespace) map every token back
@@ -32,6 +34,13 @@ What differs from the Hugging Face example (on purpose):
   * bad input is rejected before training with an error naming the file and the place in the JSON, e.g.
     `error: train.json: data[3].paragraphs[0].qas[2]: missing 'question'; ...`.
 
+Defaults that differ from the Hugging Face example, and why:
+  flag                      HF example           here                  why
+  padding                   to max_seq_length    per batch             less padding; the same windows (384 / 128)
+  training (all scripts: the full table is training.RecipeTrainingArguments' docstring): 10% warmup (HF 0),
+  evaluation and a checkpoint per epoch, 2 kept (HF none / every 500 steps), logging every 50 steps (HF 500),
+  length-pooled random batches (HF random: more padding)
+
 Arguments can also come from one .json or .yaml file: `python run_qa.py args.yaml`.
 """
 
@@ -45,16 +54,18 @@ from typing import Optional
 
 import datasets
 import numpy as np
-from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, set_seed
+from transformers import AutoConfig, AutoModelForQuestionAnswering, DataCollatorWithPadding, set_seed
 
 from checkpoints import checkpoint_to_resume
+from data_sources import DatasetArguments, data_files, source_fingerprint
 from model_card import finish_output_dir
-from script_utils import check_max_seq_length, data_files, parse_args, run_main, setup_logging, write_json
+from script_utils import check_max_seq_length, parse_args, run_main, setup_logging, write_json
 from training import (
     FineTuningTrainingArguments,
     evaluation_callbacks,
     freeze_parameters,
     from_pretrained_kwargs,
+    load_fast_tokenizer,
     save_training,
 )
 from utils_qa import (
@@ -92,6 +103,10 @@ class ModelArguments:
     tokenizer_name: Optional[str] = field(
         default=None, metadata={"help": "Tokenizer name or path (a fast tokenizer), if not the same as model."}
     )
+    use_fast_tokenizer: bool = field(
+        default=True,
+        metadata={"help": "Use a fast (Rust) tokenizer: this script needs one (offsets); false is an error."},
+    )
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
     model_revision: str = field(default="main", metadata={"help": "Model version: branch, tag or commit id."})
     token: Optional[str] = field(default=None, metadata={"help": "Hub token for private models."})
@@ -110,7 +125,7 @@ class ModelArguments:
 
 
 @dataclass
-class DataTrainingArguments:
+class DataTrainingArguments(DatasetArguments):
     train_file: Optional[str] = field(default=None, metadata={"help": "Training data: SQuAD-style .json or .jsonl."})
     validation_file: Optional[str] = field(default=None, metadata={"help": "Validation data (with answers)."})
     test_file: Optional[str] = field(default=None, metadata={"help": "Test data for --do_predict; answers optional."})
@@ -189,7 +204,7 @@ def main(args=None):
     # [CLS] question [SEP] context [SEP]: at least one token of each
     check_max_seq_length(data_args.max_seq_length, model_args.config_name or model_args.model_name_or_path,
                          minimum=5, hub_kwargs=hub_kwargs)
-    files, limits = data_files(data_args, training_args)  # split -> path, split -> --max_*_samples
+    files, limits = data_files(data_args, training_args, hub_kwargs)  # split -> path, split -> --max_*_samples
 
     # ---- Settings: flags given win; without training, a trained model's saved settings (config.json,
     # "question_answering") come next, so it sees questions encoded as in training; then the recipe's defaults.
@@ -214,8 +229,7 @@ def main(args=None):
         report_reading(path, split, stats, fmt, version_2)
     raw = {}
     for split, path in files.items():
-        stat = os.stat(path)
-        fingerprint_source = json.dumps([READER_VERSION, os.path.abspath(path), stat.st_size, stat.st_mtime_ns, split,
+        fingerprint_source = json.dumps([READER_VERSION, source_fingerprint(path), split,
                                          version_2, limits[split]])
         with training_args.main_process_first(desc=f"reading {split}"):  # one process writes the Arrow cache
             raw[split] = datasets.Dataset.from_generator(
@@ -225,10 +239,8 @@ def main(args=None):
             )
 
     # ---- Tokenizer ------------------------------------------------------------------------------------------------
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub_kwargs)
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"Tokenizer {tokenizer_source} is not a fast (Rust) tokenizer: question answering needs its "
-                         f"character offsets to map answers onto tokens. Use a model dir with tokenizer.json.")
+    tokenizer = load_fast_tokenizer(tokenizer_source, model_args.use_fast_tokenizer, hub_kwargs,
+                                    "question answering needs its character offsets to map answers onto tokens")
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
         raise ValueError(f"Tokenizer {tokenizer_source} has no [CLS]/[SEP] tokens; this script builds BERT inputs.")
     if len(tokenizer) > config.vocab_size:

@@ -108,25 +108,6 @@ def setup_logging(logger, training_args):
                        "fast.")
 
 
-def data_files(data_args, training_args):
-    """The files this run reads ({split: path} for train/validation/test, as --do_* ask) and the --max_*_samples
-    limits per split; a --do_* without its file is an error before anything heavy happens."""
-    if training_args.eval_requested and not data_args.validation_file:
-        raise DataError("--do_eval needs --validation_file.")
-    files = {"train": data_args.train_file if training_args.do_train else None,
-             "validation": data_args.validation_file if training_args.do_eval else None,
-             "test": data_args.test_file if training_args.do_predict else None}
-    for split, flag in (("train", "--do_train"), ("test", "--do_predict")):
-        if files[split] is None and (training_args.do_train if split == "train" else training_args.do_predict):
-            raise DataError(f"{flag} needs --{split}_file.")
-    files = {k: v for k, v in files.items() if v}
-    if not files:
-        raise DataError("Nothing to do: pass --do_train/--do_eval/--do_predict with the matching data files.")
-    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
-              "test": data_args.max_predict_samples}
-    return files, limits
-
-
 def check_max_seq_length(value, model_source, minimum, hub_kwargs=None, allow_auto=False):
     """--max_seq_length, checked when the arguments are read (before any data is read or a model loaded): a whole
     number (or 'auto' where the script takes it) from `minimum` (room for the special tokens and some text) to the

@@ -49,7 +49,18 @@ def cpu_bf16_is_fast():
 
 @dataclass
 class RecipeTrainingArguments(TrainingArguments):
-    """TrainingArguments with the defaults these recipes recommend (everything else as in transformers)."""
+    """TrainingArguments with the defaults these recipes recommend (everything else as in transformers).
+
+    Defaults that differ from the Hugging Face examples, and why:
+      flag                      HF example           here                  why
+      --warmup_steps            0                    0.1 (10% of steps)    BERT fine-tuning diverges more often without
+      --eval_strategy           no                   epoch                 a validation score per epoch, early stopping
+      --save_strategy           steps (every 500)    epoch                 a checkpoint per epoch
+      --save_total_limit        none                 2                     disk; the best checkpoint is kept as well
+      --logging_steps           500                  50                    small Chinese data sets still log a curve
+      --train_sampling_strategy random               length_pools          little padding, still random batches
+                                                                           (bench/batching.py)
+    """
 
     warmup_steps: float = field(
         default=0.1,
@@ -78,11 +89,12 @@ class RecipeTrainingArguments(TrainingArguments):
         metadata={"help": "length_pools: batches per pool. 1 is plain random batches; larger means less padding and "
                   "batches that are less random (bench/batching.py)."},
     )
-    dataset_name: Optional[str] = field(
+    model_card_dataset_name: Optional[str] = field(
         default=None,
         metadata={"help": "The dataset's name for the model card (README.md in the output dir) and its Hub metadata, "
-                  "e.g. thucnews. Default: from the data file names (the folder of train.txt/dev.txt, or the file "
-                  "name)."},
+                  "e.g. thucnews. Default: --dataset_name, else from the data file names (the folder of "
+                  "train.txt/dev.txt, or the file name). (Called --dataset_name before that flag took the meaning "
+                  "it has in the Hugging Face examples.)"},
     )
 
     def __post_init__(self):
@@ -144,6 +156,21 @@ def from_pretrained_kwargs(model_args):
     """The keyword arguments of every from_pretrained call: cache, revision, token, remote code."""
     return {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision, "token": model_args.token,
             "trust_remote_code": model_args.trust_remote_code}
+
+
+def load_fast_tokenizer(source, use_fast, hub_kwargs, needed_for):
+    """The tokenizer, a fast (Rust) one: the scripts need what only it gives (`needed_for`). --use_fast_tokenizer
+    false, or a checkpoint with only a slow tokenizer, is an error that says so."""
+    from transformers import AutoTokenizer
+
+    if not use_fast:
+        raise ValueError(f"--use_fast_tokenizer false: this script needs a fast (Rust) tokenizer, {needed_for}; drop "
+                         f"the flag.")
+    tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, **hub_kwargs)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"Tokenizer {source} is not a fast (Rust) tokenizer: {needed_for}. Use a model dir with "
+                         f"tokenizer.json.")
+    return tokenizer
 
 
 def evaluation_callbacks(training_args, has_validation, early_stopping_patience=None, default_metric="loss"):

@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from data_sources import DatasetSplit, json_objects
 from plotting import plot_confusion_matrix
 from script_utils import DataError, SavedSettings, decoded_lines, window_starts
 from training import FineTuningTrainer, collapse_warning
@@ -64,6 +65,8 @@ class ClassificationSettings(SavedSettings):
 
 
 def file_format(path):
+    if isinstance(path, DatasetSplit):
+        return "json"
     ext = os.path.splitext(path)[1].lower()
     if ext in (".tsv", ".txt"):
         return "tsv"
@@ -174,24 +177,13 @@ def read_examples(path, data_args, schema=None, skipped=None, layout=None):
             return
         raise DataError(f"{path}:{line_no}: {message}")
 
-    if fmt == "json":
-        for line_no, text in decoded_lines(path):
-            if not text.strip():
-                skipped["blank line"] += 1
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                bad(line_no, f"invalid JSON ({e.msg}); each line must be one JSON object")
-                continue
-            if not isinstance(obj, dict):
-                bad(line_no, "not a JSON object; each line must look like {\"text\": ..., \"label\": ...}")
-                continue
+    if fmt == "json":  # JSON lines, or the rows of a dataset split (--dataset_name)
+        for line_no, obj in json_objects(path, bad, skipped):
             row = {k: "" if v is None else str(v) for k, v in obj.items()}
             yield line_no, row
         return
 
-    header = None
+    header, column_names = None, split_names(getattr(data_args, "column_names", None))
     for line_no, fields in table_rows(path):
         if not fields:
             skipped["blank line"] += 1
@@ -199,12 +191,17 @@ def read_examples(path, data_args, schema=None, skipped=None, layout=None):
         if header is None:
             is_header = data_args.has_header
             if is_header is None:
-                is_header = detect_header(fields, split_names(data_args.text_column_names), label_column)
+                is_header = not column_names and detect_header(fields, split_names(data_args.text_column_names),
+                                                               label_column)
             if layout is not None:
                 layout["header_line"] = bool(is_header)
-            if is_header:
-                header = [f.strip() for f in fields]
-                continue
+            if column_names or is_header:  # --column_names names the columns (a header line then is skipped)
+                header = column_names or [f.strip() for f in fields]
+                if column_names and schema is not None and len(fields) == len(schema.text_columns) < len(header):
+                    header = list(schema.text_columns)  # a test file without labels
+                if is_header:
+                    continue
+        if header is None:
             requested = split_names(data_args.text_column_names)
             by_position = [f"text_{chr(ord('a') + i)}" for i in range(len(fields) - 1)] if len(fields) > 2 else []
             n_text = len(schema.text_columns) if schema else max(1, len(fields) - 1)
@@ -320,7 +317,11 @@ def generate_examples(path, data_args, text_columns, label_column, label2id, lim
         if label_column is not None and not row.get(label_column, "").strip():
             continue
         example = {"row": scanned, "line": line_no}
-        example.update({c: row[c] for c in text_columns})
+        delimiter = getattr(data_args, "text_column_delimiter", None)
+        if delimiter is not None:  # the columns joined into one text, as the Hugging Face example does
+            example["text"] = delimiter.join(row[c] for c in text_columns)
+        else:
+            example.update({c: row[c] for c in text_columns})
         if label_column is not None:
             example["label"] = label2id[row[label_column].strip()]
         scanned += 1
@@ -344,8 +345,9 @@ def read_files(files, data_args, limits):
         logger.info(f"{split}: {path}: {n_rows} rows, columns {schemas[split].text_columns}"
                     + (f" + label '{schemas[split].label_column}'" if schemas[split].label_column else " (no labels)")
                     + (f"; skipped {sum(skipped.values())} rows: {dict(skipped)}" if skipped else ""))
-    if len(text_columns) > 2:
-        raise DataError(f"{first}: {len(text_columns)} text columns {text_columns}; BERT takes one text or a pair.")
+    if len(text_columns) > 2 and getattr(data_args, "text_column_delimiter", None) is None:
+        raise DataError(f"{first}: {len(text_columns)} text columns {text_columns}; BERT takes one text or a pair: "
+                        f"join them into one text with --text_column_delimiter (e.g. ' ').")
     if len(text_columns) == 2 and next(iter(schemas.values())).named_by_position and not data_args.text_column_names:
         logger.warning(f"{first}: no header and 3 columns per line: read as a sentence pair (text_a<TAB>text_b<TAB>"
                        f"label). If only one column is the text, pass --text_column_names text_a (or text_b); to keep "

@@ -22,6 +22,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 from transformers.models.bert.modeling_bert import BertForPreTrainingOutput
 from transformers.utils import TransformersKwargs
 
+from data_sources import DatasetSplit
 from script_utils import DataError, decoded_lines, write_json
 
 
@@ -90,8 +91,14 @@ def read_documents(path, data_args, nsp=False):
     Line-per-document text is split into sentences only for NSP (which needs sentence boundaries); otherwise the
     line is one piece, so --line_by_line sees the file's own lines.
     """
-    fmt = corpus_format(path)
-    if fmt == "txt":
+    fmt = "dataset" if isinstance(path, DatasetSplit) else corpus_format(path)
+    if fmt == "dataset":  # --dataset_name: one document per row of the text column
+        column = data_args.text_column_name
+        if column not in path.dataset.column_names:
+            raise DataError(f"{path}: no column '{column}' (columns: {path.dataset.column_names}); set "
+                            f"--text_column_name.")
+        rows = ((row_no, "" if row[column] is None else str(row[column])) for row_no, row in path.objects())
+    elif fmt == "txt":
         layout = data_args.document_format
         if layout == "auto":
             layout = "blank_line" if has_blank_separators(path) else "line"

@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from data_sources import DatasetSplit, json_objects
 from heads.modeling_token_heads import parse_tag
 from script_utils import DataError, SavedSettings, decoded_lines
 from training import collapse_warning
@@ -107,6 +108,10 @@ class FileReader:
     def detect_format(self):
         if self.data_args.data_format:
             return self.data_args.data_format
+        text_column = self.data_args.text_column_name
+        if isinstance(self.path, DatasetSplit):
+            return self.format_of(dict.fromkeys(self.path.dataset.column_names), 1, text_column,
+                                  self.path.dataset.features)
         if os.path.splitext(self.path)[1].lower() not in (".json", ".jsonl"):
             return "conll"
         for line_no, text in decoded_lines(self.path):
@@ -117,13 +122,20 @@ class FileReader:
             except json.JSONDecodeError as e:
                 raise DataError(f"{self.path}:{line_no}: invalid JSON ({e.msg}); .json files must be JSON lines, "
                                 f"one sentence object per line")
-            if isinstance(obj, dict) and "tokens" in obj:
-                return "tokens"
-            if isinstance(obj, dict) and "text" in obj:
-                return "cluener"
-            raise DataError(f"{self.path}:{line_no}: a JSON line with neither 'text' (CLUENER) nor 'tokens' "
-                            f"(tokens/tags); pass --data_format or fix the file.")
+            return self.format_of(obj, line_no, text_column)
         raise DataError(f"{self.path}: no data lines (empty file?).")
+
+    def format_of(self, obj, line_no, text_column, features=None):
+        """tokens (a list of tokens per sentence) or cluener (a text string), from one object or a dataset's
+        features; the column is --text_column_name, else 'tokens' or 'text'."""
+        column = text_column or ("tokens" if "tokens" in obj else "text" if "text" in obj else None)
+        if isinstance(obj, dict) and column in obj:
+            value = obj[column] if features is None else features[column]
+            is_text = isinstance(value, str) or getattr(value, "dtype", None) in ("string", "large_string")
+            return "cluener" if is_text else "tokens"
+        raise DataError(f"{self.path}:{line_no}: no column '{column or 'tokens'}' (tokens/tags) or 'text' (CLUENER) "
+                        f"(columns: {list(obj)[:10]}); pass --text_column_name (and --label_column_name), or "
+                        f"--data_format.")
 
     def sentences(self):
         """All sentences (up to the limit), labelled ones with spans. Raises DataError on bad input."""
@@ -268,31 +280,18 @@ class FileReader:
         if sentence:
             yield sentence
 
-    def json_objects(self):
-        for line_no, text in decoded_lines(self.path):
-            if not text.strip():
-                self.skipped["blank line"] += 1
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                self.bad(line_no, f"invalid JSON ({e.msg}); each line must be one JSON object")
-                continue
-            if not isinstance(obj, dict):
-                self.bad(line_no, "not a JSON object; each line must be one sentence object")
-                continue
-            yield line_no, obj
-
     def read_cluener(self):
-        for line_no, obj in self.json_objects():
-            text = obj.get("text")
+        text_column = self.data_args.text_column_name or "text"
+        for line_no, obj in json_objects(self.path, self.bad, self.skipped):
+            text = obj.get(text_column)
             if not isinstance(text, str):
-                self.bad(line_no, "no 'text' string; CLUENER lines look like {\"text\": ..., \"label\": {...}}")
+                self.bad(line_no, f"no '{text_column}' string; CLUENER lines look like {{\"text\": ..., \"label\": "
+                                  f"{{...}}}}")
                 continue
             if not text.strip():
                 self.bad(line_no, "empty sentence; remove the line or pass --skip_bad_rows")
                 continue
-            label = obj.get("label")
+            label = obj.get(self.data_args.label_column_name or "label")
             sentence = Sentence(line=line_no, units=list(text), id=obj.get("id"))
             if label is None:
                 yield sentence
@@ -339,15 +338,17 @@ class FileReader:
         return sorted(kept)
 
     def read_tokens(self):
-        for line_no, obj in self.json_objects():
-            tokens = obj.get("tokens")
+        token_column = self.data_args.text_column_name or "tokens"
+        tag_column = self.data_args.label_column_name
+        for line_no, obj in json_objects(self.path, self.bad, self.skipped):
+            tokens = obj.get(token_column)
             if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
-                self.bad(line_no, "'tokens' is not a list of non-empty strings")
+                self.bad(line_no, f"'{token_column}' is not a list of non-empty strings")
                 continue
             if not tokens:
                 self.bad(line_no, "empty sentence (no tokens); remove the line or pass --skip_bad_rows")
                 continue
-            tags = obj.get("tags", obj.get("ner_tags"))
+            tags = obj.get(tag_column) if tag_column else obj.get("tags", obj.get("ner_tags"))
             sentence = Sentence(line=line_no, units=tokens, id=obj.get("id"))
             if tags is None:
                 yield sentence
@@ -359,8 +360,9 @@ class FileReader:
             parsed = [parse_tag(t) if isinstance(t, str) else None for t in tags]
             if None in parsed:
                 tag = tags[parsed.index(None)]
-                self.bad(line_no, f"tag {tag!r} is neither O nor PREFIX-TYPE (B-, I-, E-, S-, M-, e.g. B-PER); fix "
-                                  f"the tag")
+                fix = ("integer tags need their names: a dataset whose tag column is a list of ClassLabel "
+                       "(features), or write the tags as strings" if isinstance(tag, int) else "fix the tag")
+                self.bad(line_no, f"tag {tag!r} is neither O nor PREFIX-TYPE (B-, I-, E-, S-, M-, e.g. B-PER); {fix}")
                 continue
             self.raw_prefixes.update(t[0] for t, p in zip(tags, parsed) if p[0] != "O")
             sentence.tags = parsed
@@ -624,7 +626,7 @@ def entities_of(tags, scheme, strict):
     return [(t, s, e + 1) for t, s, e in get_entities(tags)]
 
 
-def entity_metrics(gold_tags, pred_tags, scheme, strict):
+def entity_metrics(gold_tags, pred_tags, scheme, strict, entity_level=False):
     """(metrics, text report, report dict) from seqeval: micro precision/recall/F1, macro F1, tag accuracy."""
     from seqeval.metrics import classification_report
     from seqeval.scheme import IOB2, IOBES
@@ -640,6 +642,11 @@ def entity_metrics(gold_tags, pred_tags, scheme, strict):
     correct = sum(g == p for gs, ps in zip(gold_tags, pred_tags) for g, p in zip(gs, ps))
     metrics = {"precision": micro["precision"], "recall": micro["recall"], "f1": micro["f1-score"],
                "macro_f1": report.get("macro avg", {}).get("f1-score", 0.0), "accuracy": correct / max(total, 1)}
+    if entity_level:  # --return_entity_level_metrics, named as in the Hugging Face example: PER_f1, ...
+        for entity_type, scores in report.items():
+            if not entity_type.endswith(" avg"):
+                metrics.update({f"{entity_type}_{name}": scores[key] for name, key in (
+                    ("precision", "precision"), ("recall", "recall"), ("f1", "f1-score"), ("number", "support"))})
     return metrics, text, report
 
 

@@ -20,6 +20,7 @@ import datasets
 import numpy as np
 from transformers.trainer_utils import speed_metrics
 
+from data_sources import DatasetSplit
 from script_utils import DataError, SavedSettings, window_starts
 from training import FineTuningTrainer
 
@@ -69,7 +70,10 @@ def type_name(value):
 
 def load_records(path):
     """Parse a data file. Returns (format, records): ("squad", {"data": [...]}) or ("lines", [(where, object)])
-    where `where` is "line N" (JSON lines) or "[i]" (a JSON list of flat records)."""
+    where `where` is "line N" (JSON lines), "[i]" (a JSON list of flat records) or "row N" (a dataset split, e.g.
+    cmrc2018 from --dataset_name: id, context, question, answers {text: [...], answer_start: [...]})."""
+    if isinstance(path, DatasetSplit):
+        return "lines", [(f"row {i}", row) for i, row in path.objects()]
     if not os.path.isfile(path):
         raise DataError(f"{path}: file not found.")
     with open(path, "rb") as f:

@@ -49,7 +49,7 @@ def runs(tmp_path_factory, model_dir):
               data / "test.txt", "--label_file", data / "class.txt", "--do_train", "--do_eval", "--do_predict"]
     plain = rc.main(h.tiny_train_args(model_dir, root / "plain", *common, learning_rate="5e-3"))
     custom = rc.main(h.tiny_train_args(model_dir, root / "custom", *common, "--head", "cnn", "--cnn_num_filters", "8",
-                                       "--dataset_name", "my_corpus", learning_rate="5e-3"))
+                                       "--model_card_dataset_name", "my_corpus", learning_rate="5e-3"))
     h.write_lines(root / "corpus.txt", [h.filler_text(20 + i % 9, seed=i) for i in range(64)])
     mlm = run_mlm.main(h.tiny_train_args(model_dir, root / "mlm", "--train_file", root / "corpus.txt",
                                          "--validation_split_percentage", "10", "--do_train", "--do_eval",
@@ -87,7 +87,7 @@ def test_classification_card(runs):
     assert len(python_blocks(card)) == 2 and "train.txt" in card
 
     custom = card_of(runs["root"] / "custom")
-    assert "datasets:\n- my_corpus" in custom and "- custom_code" in custom  # --dataset_name wins
+    assert "datasets:\n- my_corpus" in custom and "- custom_code" in custom  # --model_card_dataset_name wins
     assert all("trust_remote_code=True" in block for block in python_blocks(custom))
     assert "modeling_heads.py" in custom
 
