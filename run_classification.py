@@ -13,7 +13,10 @@ One file, top to bottom: arguments -> data -> preprocessing -> model -> train ->
 
 Data: THUCNews-style TSV (`text<TAB>label`, header optional, label given as an id or a name), CSV with a header,
 or JSON lines. Two text columns (`--text_column_names sentence1,sentence2`) are encoded as a real BERT pair:
-`[CLS] a [SEP] b [SEP]` with token_type_ids 0 for a and 1 for b.
+`[CLS] a [SEP] b [SEP]` with token_type_ids 0 for a and 1 for b. What a label is comes from the training labels
+(or --problem_type): one class per text; a list of classes (JSON lines, or --label_delimiter) is multi-label (sigmoid,
+binary cross-entropy, --multi_label_threshold); numbers with decimals (or --do_regression) are regression (one output,
+MSE). A label that cannot be read so is an error naming the file and line.
 
 What differs from the Hugging Face example (on purpose):
   * batches are padded dynamically and grouped by length (`--train_sampling_strategy group_by_length`), instead of
@@ -491,8 +494,8 @@ def main(args=None):
     if is_main and results:
         for split, text in results.items():
             name = {"eval": "validation", "predict": "test"}[split]
-            print(f"\n***** {'Regression' if problem_type == 'regression' else 'Classification'} report: {name} ({files['validation' if split == 'eval' else 'test']}) "
-                  f"*****\n{text}")
+            kind = "Regression" if problem_type == "regression" else "Classification"
+            print(f"\n***** {kind} report: {name} ({files['validation' if split == 'eval' else 'test']}) *****\n{text}")
         written = sorted(f for f in os.listdir(output_dir) if os.path.isfile(os.path.join(output_dir, f)))
         print(f"Files in {output_dir}: {', '.join(written)}")
     return trainer

@@ -267,9 +267,10 @@ def scan_file(path, data_args, schema, limit=None, problem_type="single_label_cl
                 problem = f"empty text in column '{column}'; remove the line or pass --skip_bad_rows"
         if schema.label_column is not None and problem is None:
             try:
-                value = label_value(row.get(schema.label_column), problem_type, data_args.label_delimiter)
+                value = label_value(row.get(schema.label_column), problem_type, data_args.label_delimiter,
+                                    schema.label_column)
             except LabelError as e:
-                problem = f"column '{schema.label_column}': {e}"
+                problem = str(e)
         if problem:
             if not data_args.skip_bad_rows:
                 raise DataError(f"{path}:{line_no}: {problem}")
@@ -297,26 +298,26 @@ class LabelError(ValueError):
     """A label value this run cannot read; the message says what is wrong and the fix (the caller adds file:line)."""
 
 
-def label_value(raw, problem_type, delimiter=None):
+def label_value(raw, problem_type, delimiter=None, column="label"):
     """One label as the data gives it (a string from TSV/CSV; from JSON lines also a number, a list, ...) -> a class
     name (single-label), a tuple of class names (multi-label) or a float (regression). Anything that cannot be read
     as such raises LabelError: a label is never silently turned into something else."""
     shown = json.dumps(raw, ensure_ascii=False)[:60]
     if isinstance(raw, dict):
-        raise LabelError(f"the label is a JSON object {shown}; write a class name, a list of class names "
+        raise LabelError(f"the label in column '{column}' is a JSON object {shown}; write a class name, a list of class names "
                          f"(multi-label) or a number (regression)")
     if raw is None or (isinstance(raw, str) and not raw.strip()) or (isinstance(raw, float) and math.isnan(raw)):
-        raise LabelError(f"empty label ({shown}); fill it in or remove the line")
+        raise LabelError(f"empty label in column '{column}'; fill it in or remove the line (it is {shown})")
     if problem_type == REGRESSION:
         try:
             if isinstance(raw, (bool, list)):
                 raise ValueError
             value = float(raw)
         except ValueError:
-            raise LabelError(f"label {shown} is not a number, and this is a regression run (number labels, "
+            raise LabelError(f"label {shown} in column '{column}' is not a number, and this is a regression run (number labels, "
                              f"--do_regression); fix the label, or drop --do_regression / --problem_type regression")
         if not math.isfinite(value):
-            raise LabelError(f"label {shown} is not a finite number; fill in a value or remove the line")
+            raise LabelError(f"label {shown} in column '{column}' is not a finite number; fill in a value or remove the line")
         return value
     if problem_type == MULTI:
         if isinstance(raw, list):
@@ -324,14 +325,14 @@ def label_value(raw, problem_type, delimiter=None):
         elif delimiter and isinstance(raw, str):
             names = raw.split(delimiter)
         else:
-            raise LabelError(f"label {shown} is a single value in a multi-label run; write it as a list [{shown}] "
+            raise LabelError(f"label {shown} in column '{column}' is a single value in a multi-label run; write it as a list [{shown}] "
                              f"(JSON lines), or pass --label_delimiter for TSV/CSV labels such as 体育|娱乐")
         if any(isinstance(n, (bool, float, list, dict)) or n is None or not str(n).strip() for n in names):
-            raise LabelError(f"label {shown}: every item of a multi-label list must be a class name (a string or an "
+            raise LabelError(f"label {shown} in column '{column}': every item of a multi-label list must be a class name (a string or an "
                              f"integer id), none empty")
         return tuple(dict.fromkeys(str(n).strip() for n in names))  # a name given twice counts once
     if isinstance(raw, list):
-        raise LabelError(f"the label is a list {shown}, but this run is single-label (one class per text); for "
+        raise LabelError(f"the label in column '{column}' is a list {shown}, but this run is single-label (one class per text); for "
                          f"multi-label, write every training label as a list (or pass --problem_type "
                          f"multi_label_classification), else write one class name")
     return str(raw).strip()
@@ -411,7 +412,7 @@ def generate_examples(path, data_args, text_columns, label_column, label2id, lim
         example.update({c: row[c] for c in text_columns})
         if label_column is not None:
             try:
-                value = label_value(row.get(label_column), problem_type, data_args.label_delimiter)
+                value = label_value(row.get(label_column), problem_type, data_args.label_delimiter, label_column)
             except LabelError:
                 continue  # counted by scan_file (--skip_bad_rows; without it scan_file stopped the run)
             if problem_type == MULTI:
