@@ -303,21 +303,22 @@ def label_value(raw, problem_type, delimiter=None, column="label"):
     name (single-label), a tuple of class names (multi-label) or a float (regression). Anything that cannot be read
     as such raises LabelError: a label is never silently turned into something else."""
     shown = json.dumps(raw, ensure_ascii=False)[:60]
+    where = f"in column '{column}'"
     if isinstance(raw, dict):
-        raise LabelError(f"the label in column '{column}' is a JSON object {shown}; write a class name, a list of class names "
+        raise LabelError(f"the label {where} is a JSON object {shown}; write a class name, a list of class names "
                          f"(multi-label) or a number (regression)")
     if raw is None or (isinstance(raw, str) and not raw.strip()) or (isinstance(raw, float) and math.isnan(raw)):
-        raise LabelError(f"empty label in column '{column}'; fill it in or remove the line (it is {shown})")
+        raise LabelError(f"empty label {where}; fill it in or remove the line (it is {shown})")
     if problem_type == REGRESSION:
         try:
             if isinstance(raw, (bool, list)):
                 raise ValueError
             value = float(raw)
         except ValueError:
-            raise LabelError(f"label {shown} in column '{column}' is not a number, and this is a regression run (number labels, "
+            raise LabelError(f"label {shown} {where} is not a number, and this is a regression run (number labels, "
                              f"--do_regression); fix the label, or drop --do_regression / --problem_type regression")
         if not math.isfinite(value):
-            raise LabelError(f"label {shown} in column '{column}' is not a finite number; fill in a value or remove the line")
+            raise LabelError(f"label {shown} {where} is not a finite number; fill in a value or remove the line")
         return value
     if problem_type == MULTI:
         if isinstance(raw, list):
@@ -325,15 +326,15 @@ def label_value(raw, problem_type, delimiter=None, column="label"):
         elif delimiter and isinstance(raw, str):
             names = raw.split(delimiter)
         else:
-            raise LabelError(f"label {shown} in column '{column}' is a single value in a multi-label run; write it as a list [{shown}] "
-                             f"(JSON lines), or pass --label_delimiter for TSV/CSV labels such as 体育|娱乐")
+            raise LabelError(f"label {shown} {where} is a single value in a multi-label run; write it as a list "
+                             f"[{shown}] (JSON lines), or pass --label_delimiter for TSV/CSV labels such as 体育|娱乐")
         if any(isinstance(n, (bool, float, list, dict)) or n is None or not str(n).strip() for n in names):
-            raise LabelError(f"label {shown} in column '{column}': every item of a multi-label list must be a class name (a string or an "
-                             f"integer id), none empty")
+            raise LabelError(f"label {shown} {where}: every item of a multi-label list must be a class name (a string "
+                             f"or an integer id), none empty")
         return tuple(dict.fromkeys(str(n).strip() for n in names))  # a name given twice counts once
     if isinstance(raw, list):
-        raise LabelError(f"the label in column '{column}' is a list {shown}, but this run is single-label (one class per text); for "
-                         f"multi-label, write every training label as a list (or pass --problem_type "
+        raise LabelError(f"the label {where} is a list {shown}, but this run is single-label (one class per text); "
+                         f"for multi-label, write every training label as a list (or pass --problem_type "
                          f"multi_label_classification), else write one class name")
     return str(raw).strip()
 
