@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   set up, then train a small Chinese BERT on review sentiment and print the report (< 10 min, 2 cores)
 #   make test   set up, then run the test suite
+#   make lint   ruff check . (settings in pyproject.toml)
 VENV ?= .venv
 PYTHON ?= python3
 # On a CPU machine elsewhere: make demo TORCH="torch --index-url https://download.pytorch.org/whl/cpu"
@@ -9,7 +10,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test
+.PHONY: setup demo test lint
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
@@ -24,3 +25,8 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# ruff is a tool, not a dependency of the recipes: installed on first use (settings in pyproject.toml)
+lint: setup
+	$(PY) -m ruff --version >/dev/null 2>&1 || $(PY) -m pip install -q "ruff>=0.15"
+	$(PY) -m ruff check .

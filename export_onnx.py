@@ -8,7 +8,8 @@ time ONNX Runtime against PyTorch on the CPU.
 
 The ONNX graph takes input_ids, attention_mask, token_type_ids of shape [batch, sequence] (windows head:
 [batch, windows, sequence]) with every axis dynamic, and returns logits [batch, num_labels]. Texts are encoded as in
-training by predict.py's ClassificationPredictor (truncation strategy, sentence pairs, sliding windows from config.json).
+training by predict.py's ClassificationPredictor (truncation strategy, sentence pairs, sliding windows from
+config.json).
 
 Parity: the same texts through PyTorch and ONNX Runtime in batches of 1, 3 and all of them (different padding) with
 the maximum absolute logit difference reported; above --atol (default 1e-4) the script fails (exit status 1).

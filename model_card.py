@@ -9,7 +9,6 @@ import datasets
 import torch
 import transformers
 
-
 MODEL_CARD_TASKS = {
     "text-classification": ("text-classification", "AutoModelForSequenceClassification", "text_classification"),
     "token-classification": ("token-classification", "AutoModelForTokenClassification", "token_classification"),
@@ -163,8 +162,9 @@ def write_model_card(trainer, task, dataset_name=None, data_files=None, example=
     config = model.config
     output_dir = args.output_dir
     pipeline_tag, auto_class, settings_key = MODEL_CARD_TASKS[task]
-    files = data_files if isinstance(data_files, dict) else {f"file {i + 1}": p for i, p in enumerate(data_files or [])}
-    files = {k: v for k, v in files.items() if v}
+    if not isinstance(data_files, dict):
+        data_files = {f"file {i + 1}": p for i, p in enumerate(data_files or [])}
+    files = {k: v for k, v in data_files.items() if v}
     if isinstance(next(iter(files.values()), None), (list, tuple)):
         files = {k: ", ".join(map(str, v)) for k, v in files.items()}
     dataset_name = dataset_name or getattr(args, "dataset_name", None) or dataset_name_from_files(

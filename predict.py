@@ -5,7 +5,7 @@ are read from its config.json, so predictions here match the scripts' own evalua
     python predict.py --model outputs/thucnews "国足今晚迎战日本"                 # one text (or several)
     cat texts.txt | python predict.py --model outputs/thucnews                  # stdin, one text per line
     python predict.py --model outputs/thucnews --input data/test.txt --top_k 3 --output predictions.jsonl
-    python predict.py --model outputs/afqmc "蚂蚁借呗怎么还款" "借呗如何还钱"      # a sentence-pair model: texts in pairs
+    python predict.py --model outputs/afqmc "蚂蚁借呗怎么还款" "借呗如何还钱"  # a sentence-pair model: texts in pairs
     python predict.py --model outputs/cluener "李华在北京大学读书。"                # NER: entities with offsets
     python predict.py --model outputs/cmrc "北京大学在哪里？" "北京大学在北京市海淀区。"   # QA: question, context
 
@@ -495,8 +495,8 @@ def load_predictor(model_dir, **kwargs):
     import heads  # noqa: F401  custom heads' configs load without trust_remote_code
 
     if not os.path.isdir(model_dir):
-        raise DataError(f"--model {model_dir}: not a directory; pass a model directory saved by run_classification.py, "
-                        f"run_ner.py or run_qa.py (their --output_dir).")
+        raise DataError(f"--model {model_dir}: not a directory; pass a model directory saved by "
+                        f"run_classification.py, run_ner.py or run_qa.py (their --output_dir).")
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise DataError(f"--model {model_dir}: not a model directory (no config.json); pass one saved by "
                         f"run_classification.py, run_ner.py or run_qa.py (their --output_dir, or a checkpoint-N "

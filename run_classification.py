@@ -61,9 +61,9 @@ from training import (
     save_training,
 )
 from utils_classification import (
+    PROBLEM_TYPES,
     ClassificationEncoder,
     ClassificationSettings,
-    PROBLEM_TYPES,
     ClassificationTrainer,
     LabelScheme,
     WindowCollator,
@@ -125,7 +125,9 @@ class ModelArguments:
     pooling_last_k: Optional[int] = field(default=None, metadata={"help": "k for --pooling concat_last_k (4)."})
     cnn_filter_sizes: Optional[str] = field(default=None, metadata={"help": "--head cnn filter sizes (2,3,4)."})
     cnn_num_filters: Optional[int] = field(default=None, metadata={"help": "--head cnn filters per size (128)."})
-    rnn_hidden_size: Optional[int] = field(default=None, metadata={"help": "--head lstm/gru size per direction (256)."})
+    rnn_hidden_size: Optional[int] = field(
+        default=None, metadata={"help": "--head lstm/gru size per direction (256)."}
+    )
     rnn_num_layers: Optional[int] = field(default=None, metadata={"help": "--head lstm/gru layers (1)."})
     attention_hidden_size: Optional[int] = field(
         default=None, metadata={"help": "--head attention/windows: size of W in u^T tanh(H W + b) (hidden size)."}
@@ -303,7 +305,7 @@ def main(args=None):
                 fingerprint=hashlib.sha256(fingerprint_source.encode()).hexdigest()[:16],
             )
 
-    # ---- Model and tokenizer --------------------------------------------------------------------------------------
+    # ---- Config (with the head) and tokenizer -------------------------------------------------------------------
     config_source = model_args.config_name or model_args.model_name_or_path
     tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
     if not config_source or not tokenizer_source:
@@ -330,16 +332,6 @@ def main(args=None):
     if not tokenizer.is_fast:
         raise ValueError(f"Tokenizer {tokenizer_source} is not a fast (Rust) tokenizer: truncation counts the tokens "
                          f"it cuts. Use a model dir with tokenizer.json.")
-    if model_args.model_name_or_path:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-            **hub_kwargs)
-    else:
-        logger.info(f"Training a new model from scratch with config {config_source}")
-        model = AutoModelForSequenceClassification.from_config(config,
-                                                               trust_remote_code=model_args.trust_remote_code)
-    logger.info(f"Model: {type(model).__name__}, {model.num_parameters():,} parameters, vocab {len(tokenizer)}")
-    freeze_parameters(model, model_args.freeze, model_args.freeze_layers)
 
     # ---- Preprocessing: settings, then [CLS] text [SEP] (or a pair, or windows) per example (cached Arrow files) -
     # Flags given win; without training, a trained model's saved settings (config.json, "text_classification") come
@@ -389,7 +381,6 @@ def main(args=None):
     else:
         settings.multi_label_threshold = None
     scheme = LabelScheme(problem_type, label_list, settings.multi_label_threshold)
-    settings.save_to(model.config)  # so evaluation/prediction with this model later encodes texts the same way
 
     encoder = ClassificationEncoder(tokenizer, settings, windows=use_windows)
     encoded = {}
@@ -415,6 +406,19 @@ def main(args=None):
         encoded[split] = ds
     if data_args.show_examples and "train" in encoded:
         show_examples(encoded["train"], tokenizer, text_columns, label_list, data_args.show_examples)
+
+    # ---- Model ----------------------------------------------------------------------------------------------------
+    if model_args.model_name_or_path:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            **hub_kwargs)
+    else:
+        logger.info(f"Training a new model from scratch with config {config_source}")
+        model = AutoModelForSequenceClassification.from_config(config,
+                                                               trust_remote_code=model_args.trust_remote_code)
+    logger.info(f"Model: {type(model).__name__}, {model.num_parameters():,} parameters, vocab {len(tokenizer)}")
+    freeze_parameters(model, model_args.freeze, model_args.freeze_layers)
+    settings.save_to(model.config)  # so evaluation/prediction with this model later encodes texts the same way
 
     # ---- Trainer --------------------------------------------------------------------------------------------------
     if use_windows:
@@ -486,7 +490,9 @@ def main(args=None):
     # ---- Hub-ready output directory: model card (README.md), then --push_to_hub -----------------------------------
     if training_args.do_train:
         row = raw["validation" if "validation" in raw else "train"][0]
-        example = {"text": row[text_columns[0]], "text_pair": row[text_columns[1]]} if is_pair else row[text_columns[0]]
+        example = row[text_columns[0]]
+        if is_pair:
+            example = {"text": example, "text_pair": row[text_columns[1]]}
         finish_output_dir(trainer, "text-classification", logger=logger, data_files=files, example=example,
                           base_model=model_args.model_name_or_path)
 
@@ -495,7 +501,8 @@ def main(args=None):
         for split, text in results.items():
             name = {"eval": "validation", "predict": "test"}[split]
             kind = "Regression" if problem_type == "regression" else "Classification"
-            print(f"\n***** {kind} report: {name} ({files['validation' if split == 'eval' else 'test']}) *****\n{text}")
+            path = files["validation" if split == "eval" else "test"]
+            print(f"\n***** {kind} report: {name} ({path}) *****\n{text}")
         written = sorted(f for f in os.listdir(output_dir) if os.path.isfile(os.path.join(output_dir, f)))
         print(f"Files in {output_dir}: {', '.join(written)}")
     return trainer

@@ -54,7 +54,13 @@ from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForPreTraini
 from checkpoints import checkpoint_to_resume
 from model_card import fill_mask_example, finish_output_dir
 from script_utils import DataError, check_max_seq_length, parse_args, run_main, setup_logging
-from training import RecipeTrainer, RecipeTrainingArguments, evaluation_callbacks, from_pretrained_kwargs, save_training
+from training import (
+    RecipeTrainer,
+    RecipeTrainingArguments,
+    evaluation_callbacks,
+    from_pretrained_kwargs,
+    save_training,
+)
 from utils_mlm import (
     MaskingCollator,
     PretrainingSettings,
@@ -65,6 +71,7 @@ from utils_mlm import (
     compute_metrics,
     examples_from_documents,
     generate_documents,
+    mask_once,
     reduce_logits,
     tokenize_documents,
 )
@@ -150,7 +157,9 @@ class DataTrainingArguments:
                   "--max_eval_samples documents (default 1000) are the validation set unless --validation_file."},
     )
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N examples."})
-    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N validation examples."})
+    max_eval_samples: Optional[int] = field(
+        default=None, metadata={"help": "Use only the first N validation examples."}
+    )
     preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for tokenization."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Re-tokenize instead of using the cache."})
 
@@ -199,7 +208,7 @@ def main(args=None):
             for path, n in check_corpus(paths, data_args).items():
                 logger.info(f"{split}: {path}: {n:,} documents")
 
-    # ---- Tokenizer and model ------------------------------------------------------------------------------------
+    # ---- Tokenizer and config -----------------------------------------------------------------------------------
     tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
     config_source = model_args.config_name or model_args.model_name_or_path
     if not tokenizer_source or not config_source:
@@ -217,29 +226,10 @@ def main(args=None):
             raise ValueError("--config_overrides changes a config for training from scratch; with "
                              "--model_name_or_path the checkpoint's shapes are fixed.")
         config.update_from_string(model_args.config_overrides)
-    if config.model_type == "bert":  # BERT's own classes, scoring only the masked positions while training
-        model_class = SparseBertForPreTraining if data_args.nsp else SparseBertForMaskedLM
-    else:  # other architectures (e.g. ERNIE, RoBERTa-style checkpoints of another type): their own heads
-        model_class = AutoModelForPreTraining if data_args.nsp else AutoModelForMaskedLM
-    if model_args.model_name_or_path:
-        model = model_class.from_pretrained(model_args.model_name_or_path, config=config, **hub_kwargs)
-    else:
-        if config.vocab_size != len(tokenizer):
-            logger.info(f"vocab_size {config.vocab_size} -> {len(tokenizer)} (the tokenizer's)")
-            config.vocab_size = len(tokenizer)
-        model = (model_class(config) if model_class in (SparseBertForMaskedLM, SparseBertForPreTraining)
-                 else model_class.from_config(config, trust_remote_code=model_args.trust_remote_code))
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        logger.warning(f"Tokenizer has {len(tokenizer)} tokens, the model's embeddings "
-                       f"{model.get_input_embeddings().weight.shape[0]}: resizing (new rows are random).")
-        model.resize_token_embeddings(len(tokenizer))
     max_positions = getattr(config, "max_position_embeddings", None)
     if max_positions and data_args.max_seq_length > max_positions:
         raise ValueError(f"--max_seq_length {data_args.max_seq_length} > the model's max_position_embeddings "
                          f"{max_positions}.")
-    origin = f"from {model_args.model_name_or_path}" if model_args.model_name_or_path else "from scratch"
-    logger.info(f"Model: {type(model).__name__} ({origin}), {model.num_parameters():,} parameters, vocab "
-                f"{len(tokenizer)}, {config.num_hidden_layers} layers x {config.hidden_size}")
 
     # ---- Tokenize documents (cached), then build examples -------------------------------------------------------
     segment = None
@@ -282,7 +272,8 @@ def main(args=None):
         kwargs = dict(map_kwargs, fn_kwargs={"tokenizer": tokenizer, "max_seq_length": data_args.max_seq_length,
                                              "line_by_line": data_args.line_by_line})
         if not data_args.streaming:
-            kwargs["desc"] = f"{'lines' if data_args.line_by_line else 'blocks'} of {data_args.max_seq_length} ({split})"
+            shape = "lines" if data_args.line_by_line else "blocks"
+            kwargs["desc"] = f"{shape} of {data_args.max_seq_length} ({split})"
             with training_args.main_process_first(desc=f"examples {split}"):
                 return docs.map(examples_from_documents, batched=True, remove_columns=docs.column_names, **kwargs)
         return docs.map(examples_from_documents, batched=True, remove_columns=["ids", "starts"], **kwargs)
@@ -339,17 +330,7 @@ def main(args=None):
     collator = MaskingCollator(tokenizer, **masking)
     if eval_dataset is not None:
         # Mask the validation set once, with a fixed seed: every evaluation then scores the same positions.
-        fixed = MaskingCollator(tokenizer, **masking, seed=training_args.seed)
-
-        def mask_once(batch):
-            features = [dict(zip(batch, values)) for values in zip(*batch.values())]
-            masked = fixed(features)
-            lengths = [len(f["input_ids"]) for f in features]
-            return {"input_ids": [row[:n].tolist() for row, n in zip(masked["input_ids"], lengths)],
-                    "labels": [row[:n].tolist() for row, n in zip(masked["labels"], lengths)]}
-
-        eval_dataset = eval_dataset.map(mask_once, batched=True, batch_size=256, desc="masking validation once")
-        eval_dataset = eval_dataset.remove_columns([c for c in ("word_starts",) if c in eval_dataset.column_names])
+        eval_dataset = mask_once(eval_dataset, MaskingCollator(tokenizer, **masking, seed=training_args.seed))
     for split, ds in (("train", train_dataset), ("validation", eval_dataset)):
         if ds is not None and not data_args.streaming:
             n_tokens = int(np.sum(ds["length"]))
@@ -358,6 +339,27 @@ def main(args=None):
                            if data_args.nsp else ""))
     if training_args.do_train and train_dataset is not None and not data_args.streaming and len(train_dataset) == 0:
         raise DataError(f"{train_files}: no training examples after tokenization.")
+
+    # ---- Model ---------------------------------------------------------------------------------------------------
+    if config.model_type == "bert":  # BERT's own classes, scoring only the masked positions while training
+        model_class = SparseBertForPreTraining if data_args.nsp else SparseBertForMaskedLM
+    else:  # other architectures (e.g. ERNIE, RoBERTa-style checkpoints of another type): their own heads
+        model_class = AutoModelForPreTraining if data_args.nsp else AutoModelForMaskedLM
+    if model_args.model_name_or_path:
+        model = model_class.from_pretrained(model_args.model_name_or_path, config=config, **hub_kwargs)
+    else:
+        if config.vocab_size != len(tokenizer):
+            logger.info(f"vocab_size {config.vocab_size} -> {len(tokenizer)} (the tokenizer's)")
+            config.vocab_size = len(tokenizer)
+        model = (model_class(config) if model_class in (SparseBertForMaskedLM, SparseBertForPreTraining)
+                 else model_class.from_config(config, trust_remote_code=model_args.trust_remote_code))
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        logger.warning(f"Tokenizer has {len(tokenizer)} tokens, the model's embeddings "
+                       f"{model.get_input_embeddings().weight.shape[0]}: resizing (new rows are random).")
+        model.resize_token_embeddings(len(tokenizer))
+    origin = f"from {model_args.model_name_or_path}" if model_args.model_name_or_path else "from scratch"
+    logger.info(f"Model: {type(model).__name__} ({origin}), {model.num_parameters():,} parameters, vocab "
+                f"{len(tokenizer)}, {config.num_hidden_layers} layers x {config.hidden_size}")
 
     # ---- Train ---------------------------------------------------------------------------------------------------
     if data_args.streaming and training_args.eval_strategy == "epoch":

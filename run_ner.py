@@ -5,7 +5,8 @@ One file, top to bottom: arguments -> data -> preprocessing -> model -> train ->
 
     python run_ner.py \
         --model_name_or_path bert-base-chinese \
-        --train_file data/cluener/train.json --validation_file data/cluener/dev.json --test_file data/cluener/dev.json \
+        --train_file data/cluener/train.json --validation_file data/cluener/dev.json \
+        --test_file data/cluener/dev.json \
         --head crf --do_train --do_eval --do_predict \
         --num_train_epochs 4 --per_device_train_batch_size 32 --learning_rate 3e-5 --head_learning_rate 1e-3 \
         --output_dir outputs/cluener_crf
@@ -295,38 +296,18 @@ def main(args=None):
     label2id = {label: i for i, label in enumerate(label_list)}
     logger.info(f"{len(label_list)} labels ({scheme}): {', '.join(label_list[:41])}")
 
-    # ---- Model and tokenizer -------------------------------------------------------------------------------------
+    # ---- Config (with the head) and tokenizer -------------------------------------------------------------------
     config = AutoConfig.from_pretrained(config_source, num_labels=len(label_list),
                                         id2label=dict(enumerate(label_list)), label2id=label2id,
                                         finetuning_task="ner", **hub_kwargs)
-    config = heads.token_head_config(model_args.head, config, rnn_hidden_size=model_args.rnn_hidden_size,
-                                     rnn_num_layers=model_args.rnn_num_layers,
-                                     crf_constraints=model_args.crf_constraints,
-                                     classifier_dropout=model_args.classifier_dropout)
+    config = heads.head_config(model_args.head, config, tokens=True, rnn_hidden_size=model_args.rnn_hidden_size,
+                               rnn_num_layers=model_args.rnn_num_layers, crf_constraints=model_args.crf_constraints,
+                               classifier_dropout=model_args.classifier_dropout)
     head = heads.token_head_of(config)
     logger.info(f"Head: {head} (model_type {config.model_type})")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub_kwargs)
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None or tokenizer.unk_token_id is None:
         raise ValueError(f"Tokenizer {tokenizer_source} lacks [CLS]/[SEP]/[UNK]; this script builds BERT inputs.")
-    if model_args.model_name_or_path:
-        model, info = AutoModelForTokenClassification.from_pretrained(
-            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-            output_loading_info=True, **hub_kwargs)
-        # The custom heads raise on a missing encoder themselves; BertForTokenClassification (softmax) would train
-        # a random encoder with only a log line.
-        lost = sorted({k for k in info["missing_keys"] if k.startswith("bert.")}
-                      | {k[0] for k in info["mismatched_keys"] if k[0].startswith("bert.")})
-        if lost:
-            raise ValueError(f"{model_args.model_name_or_path}: {len(lost)} encoder weights missing from the "
-                             f"checkpoint or of another shape (e.g. {lost[:3]}); load a BERT checkpoint (keys bert.*).")
-        new = sorted(k for k in info["missing_keys"] if not k.startswith("bert."))
-        if new:
-            logger.info(f"Newly initialised head weights: {new}")
-    else:
-        logger.info(f"Training a new model from scratch with config {config_source}")
-        model = AutoModelForTokenClassification.from_config(config, trust_remote_code=model_args.trust_remote_code)
-    logger.info(f"Model: {type(model).__name__}, {model.num_parameters():,} parameters, vocab {len(tokenizer)}")
-    freeze_parameters(model, model_args.freeze, model_args.freeze_layers)
 
     # ---- Preprocessing: characters -> tokens -> overlapping chunks with labels ---------------------------------
     # Flags given win; without training, the trained model's settings (config.json "token_classification"), then
@@ -342,7 +323,6 @@ def main(args=None):
     settings.chunk_stride = settings.chunk_stride or max(budget // 2, 1)
     if not 0 < settings.chunk_stride <= budget:
         raise ValueError(f"--chunk_stride {settings.chunk_stride} must be in 1..{budget} (the text tokens per chunk).")
-    settings.save_to(model.config)  # so evaluation/prediction with this model later encodes the same way
     label_all_tokens = settings.label_all_tokens
     logger.info(f"Chunks of at most {settings.max_seq_length} tokens ({budget} of text), a new one every "
                 f"{settings.chunk_stride} tokens in longer sentences; labels on "
@@ -367,6 +347,29 @@ def main(args=None):
             print(f"\n--- training chunk {k} (sentence at line {sentences['train'][index].line}) ---")
             tokens = tokenizer.convert_ids_to_tokens(example["input_ids"])
             print(" ".join(f"{t}/{label_list[l] if l != -100 else '-'}" for t, l in zip(tokens, example["labels"])))
+
+    # ---- Model ----------------------------------------------------------------------------------------------------
+    if model_args.model_name_or_path:
+        model, info = AutoModelForTokenClassification.from_pretrained(
+            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            output_loading_info=True, **hub_kwargs)
+        # The custom heads raise on a missing encoder themselves; BertForTokenClassification (softmax) would train
+        # a random encoder with only a log line.
+        lost = sorted({k for k in info["missing_keys"] if k.startswith("bert.")}
+                      | {k[0] for k in info["mismatched_keys"] if k[0].startswith("bert.")})
+        if lost:
+            raise ValueError(f"{model_args.model_name_or_path}: {len(lost)} encoder weights missing from the "
+                             f"checkpoint or of another shape (e.g. {lost[:3]}); load a BERT checkpoint (keys "
+                             f"bert.*).")
+        new = sorted(k for k in info["missing_keys"] if not k.startswith("bert."))
+        if new:
+            logger.info(f"Newly initialised head weights: {new}")
+    else:
+        logger.info(f"Training a new model from scratch with config {config_source}")
+        model = AutoModelForTokenClassification.from_config(config, trust_remote_code=model_args.trust_remote_code)
+    logger.info(f"Model: {type(model).__name__}, {model.num_parameters():,} parameters, vocab {len(tokenizer)}")
+    freeze_parameters(model, model_args.freeze, model_args.freeze_layers)
+    settings.save_to(model.config)  # so evaluation/prediction with this model later encodes the same way
 
     # ---- Trainer --------------------------------------------------------------------------------------------------
     collator = DataCollatorForTokenClassification(

@@ -82,9 +82,9 @@ warnings.filterwarnings("ignore", message=".*null_placement.*")  # pyarrow, via 
 class ModelArguments:
     model_name_or_path: Optional[str] = field(
         default=None,
-        metadata={"help": "Hub id (e.g. bert-base-chinese) or local directory of a pretrained model, e.g. a run_mlm.py "
-                  "output (its encoder is kept, the MLM head dropped). Leave it out and give --config_name to "
-                  "train from scratch."},
+        metadata={"help": "Hub id (e.g. bert-base-chinese) or local directory of a pretrained model, e.g. a "
+                  "run_mlm.py output (its encoder is kept, the MLM head dropped). Leave it out and give --config_name "
+                  "to train from scratch."},
     )
     config_name: Optional[str] = field(
         default=None, metadata={"help": "Config name or path, if not the same as model_name_or_path."}
@@ -224,7 +224,7 @@ def main(args=None):
                 fingerprint=hashlib.sha256(fingerprint_source.encode()).hexdigest()[:16],
             )
 
-    # ---- Model and tokenizer --------------------------------------------------------------------------------------
+    # ---- Tokenizer ------------------------------------------------------------------------------------------------
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub_kwargs)
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"Tokenizer {tokenizer_source} is not a fast (Rust) tokenizer: question answering needs its "
@@ -234,27 +234,6 @@ def main(args=None):
     if len(tokenizer) > config.vocab_size:
         raise ValueError(f"Tokenizer {tokenizer_source} has {len(tokenizer)} tokens but the model's vocab_size is "
                          f"{config.vocab_size}; use the tokenizer the model was built with.")
-    if model_args.model_name_or_path:
-        model, loading = AutoModelForQuestionAnswering.from_pretrained(
-            model_args.model_name_or_path, config=config, output_loading_info=True, **hub_kwargs)
-        body = model.base_model_prefix + "."
-        missing = [k for k in loading.get("missing_keys", []) if k.startswith(body)]
-        new = [k for k in loading.get("missing_keys", []) if not k.startswith(body)]
-        unused = loading.get("unexpected_keys", [])
-        logger.info(f"Weights from {model_args.model_name_or_path}: encoder "
-                    + ("loaded" if not missing else f"PARTLY RANDOM ({len(missing)} tensors missing, e.g. "
-                                                      f"{sorted(missing)[:3]})")
-                    + (f"; new (random): {sorted(new)}" if new else "")
-                    + (f"; not used: {len(unused)} tensors, e.g. {sorted(unused)[:3]}" if unused else ""))
-        if missing:
-            logger.warning(f"{len(missing)} encoder tensors were not in {model_args.model_name_or_path} and start "
-                           f"from random values: is it a BERT checkpoint of the same shape?")
-    else:
-        logger.info(f"Training a new model from scratch with config {config_source}")
-        model = AutoModelForQuestionAnswering.from_config(config, trust_remote_code=model_args.trust_remote_code)
-    logger.info(f"Model: {type(model).__name__}, {model.num_parameters():,} parameters, vocab {len(tokenizer)}")
-    freeze_parameters(model, model_args.freeze, model_args.freeze_layers)
-    settings.save_to(model.config)  # so evaluation/prediction with this model later encodes questions the same way
 
     # ---- Preprocessing: [CLS] question [SEP] context window [SEP], character offsets of every context token ------
     context_type = 1 if getattr(config, "type_vocab_size", 2) > 1 else 0  # models without segment embeddings: all 0
@@ -296,6 +275,29 @@ def main(args=None):
             print(f"token_type_ids: {f['token_type_ids']}")
             answer = example["context"][f["char_start"][s]:f["char_end"][e]] if s > 0 else "[CLS] (not in this window)"
             print(f"answer:         positions {s}..{e}: {answer}  (gold: {example['answers']['text'][:1]})")
+
+    # ---- Model ----------------------------------------------------------------------------------------------------
+    if model_args.model_name_or_path:
+        model, loading = AutoModelForQuestionAnswering.from_pretrained(
+            model_args.model_name_or_path, config=config, output_loading_info=True, **hub_kwargs)
+        body = model.base_model_prefix + "."
+        missing = [k for k in loading.get("missing_keys", []) if k.startswith(body)]
+        new = [k for k in loading.get("missing_keys", []) if not k.startswith(body)]
+        unused = loading.get("unexpected_keys", [])
+        logger.info(f"Weights from {model_args.model_name_or_path}: encoder "
+                    + ("loaded" if not missing else f"PARTLY RANDOM ({len(missing)} tensors missing, e.g. "
+                                                      f"{sorted(missing)[:3]})")
+                    + (f"; new (random): {sorted(new)}" if new else "")
+                    + (f"; not used: {len(unused)} tensors, e.g. {sorted(unused)[:3]}" if unused else ""))
+        if missing:
+            logger.warning(f"{len(missing)} encoder tensors were not in {model_args.model_name_or_path} and start "
+                           f"from random values: is it a BERT checkpoint of the same shape?")
+    else:
+        logger.info(f"Training a new model from scratch with config {config_source}")
+        model = AutoModelForQuestionAnswering.from_config(config, trust_remote_code=model_args.trust_remote_code)
+    logger.info(f"Model: {type(model).__name__}, {model.num_parameters():,} parameters, vocab {len(tokenizer)}")
+    freeze_parameters(model, model_args.freeze, model_args.freeze_layers)
+    settings.save_to(model.config)  # so evaluation/prediction with this model later encodes questions the same way
 
     # ---- Trainer --------------------------------------------------------------------------------------------------
     if data_args.pad_to_max_length:

@@ -80,7 +80,8 @@ def parse_args(dataclass_types, args=None):
         with open(args[0], encoding="utf-8") as f:
             values = yaml.safe_load(f) or {}
         # PyYAML reads `1e-3` (no dot) as a string: turn such values into numbers for float fields.
-        float_fields = {f.name for dc in parser.dataclass_types for f in dataclasses.fields(dc) if "float" in str(f.type)}
+        float_fields = {f.name for dc in parser.dataclass_types for f in dataclasses.fields(dc)
+                        if "float" in str(f.type)}
         values = {k: float(v) if k in float_fields and isinstance(v, str) else v for k, v in values.items()}
         return parser.parse_dict(values)
     return parser.parse_args_into_dataclasses(args=args)
@@ -103,7 +104,8 @@ def setup_logging(logger, training_args):
     logger.info(f"Process rank {training_args.process_index}, device {training_args.device}, world size "
                 f"{training_args.world_size}, bf16 {training_args.bf16}, fp16 {training_args.fp16}")
     if training_args.fp16 and not torch.cuda.is_available():
-        logger.warning("--fp16 on a CPU is about 100x slower than fp32; on a CPU use fp32, or --bf16 where it is fast.")
+        logger.warning("--fp16 on a CPU is about 100x slower than fp32; on a CPU use fp32, or --bf16 where it is "
+                       "fast.")
 
 
 def data_files(data_args, training_args):

@@ -106,7 +106,8 @@ class RecipeTrainingArguments(TrainingArguments):
     def _mixed_precision_from_accelerate(self):
         """Mixed precision is set in one place: `accelerate launch` with a config's mixed_precision (it exports
         ACCELERATE_MIXED_PRECISION), or --fp16/--bf16. The config's choice turns the matching flag on (so logs, saved
-        arguments and the fp16-only code paths agree); a flag that contradicts it is an error, not a silent override."""
+        arguments and the fp16-only code paths agree); a flag that contradicts it is an error, not a silent
+        override."""
         from_accelerate = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
         if from_accelerate not in ("fp16", "bf16"):
             return

@@ -12,6 +12,7 @@ import random
 import re
 import warnings
 from dataclasses import asdict, dataclass, field
+from typing import Unpack
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from torch import nn
 from transformers import BertForMaskedLM, BertForPreTraining, DataCollatorForLanguageModeling
 from transformers.modeling_outputs import MaskedLMOutput
 from transformers.models.bert.modeling_bert import BertForPreTrainingOutput
+from transformers.utils import TransformersKwargs
 
 from script_utils import DataError, decoded_lines, write_json
 
@@ -409,6 +411,21 @@ class MaskingCollator(DataCollatorForLanguageModeling):
         return word_ids, special | (word_starts == 0)
 
 
+def mask_once(dataset, collator):
+    """The validation set masked once by `collator` (a MaskingCollator with a fixed seed): input_ids with the masks
+    applied and labels (-100 where nothing is predicted), unpadded, so every evaluation scores the same positions."""
+
+    def mask(batch):
+        features = [dict(zip(batch, values)) for values in zip(*batch.values())]
+        masked = collator(features)
+        lengths = [len(f["input_ids"]) for f in features]
+        return {"input_ids": [row[:n].tolist() for row, n in zip(masked["input_ids"], lengths)],
+                "labels": [row[:n].tolist() for row, n in zip(masked["labels"], lengths)]}
+
+    dataset = dataset.map(mask, batched=True, batch_size=256, desc="masking validation once")
+    return dataset.remove_columns([c for c in ("word_starts",) if c in dataset.column_names])
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Models: BERT's own, with the vocabulary projection computed only where a prediction is scored (training speed)
 # ----------------------------------------------------------------------------------------------------------------
@@ -429,7 +446,14 @@ class SparseBertForMaskedLM(BertForMaskedLM):
     """BertForMaskedLM (same weights, same checkpoint) whose training forward scores only the masked positions;
     evaluation uses BERT's own forward (full logits, for the metrics)."""
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor] | MaskedLMOutput:
         if not self.training or labels is None:
             return super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                                    labels=labels, **kwargs)
@@ -441,8 +465,15 @@ class SparseBertForMaskedLM(BertForMaskedLM):
 class SparseBertForPreTraining(BertForPreTraining):
     """BertForPreTraining (MLM + NSP) with the same training-time saving as SparseBertForMaskedLM."""
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
-                next_sentence_label=None, **kwargs):
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        next_sentence_label: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor] | BertForPreTrainingOutput:
         if not self.training or labels is None or next_sentence_label is None:
             return super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                                    labels=labels, next_sentence_label=next_sentence_label, **kwargs)

@@ -540,7 +540,8 @@ def split_summary(reader, split, sentences, columns, stats, budget):
             "entities": dict(sorted(Counter(t for s in sentences for _, _, t in (s.spans or [])).items())),
             "repaired": dict(reader.repaired), "skipped": dict(reader.skipped), "first_line": dict(reader.first_line),
             "chunks": stats["chunks"], "sentences_chunked": stats["sentences_chunked"],
-            "characters_by_tokenizer": tokenizer_stats, "mean_chunk_tokens": round(float(np.mean(columns["length"])), 2)}
+            "characters_by_tokenizer": tokenizer_stats,
+            "mean_chunk_tokens": round(float(np.mean(columns["length"])), 2)}
 
 
 # ----------------------------------------------------------------------------------------------------------------

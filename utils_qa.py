@@ -260,7 +260,8 @@ def read_qa_file(path, split, version_2, limit=None):
                                 f"(put questions without answers in --test_file).")
             raw_answers, has_gold = [], False
         else:
-            raw_answers, has_gold = ([] if impossible else parse_answers(path, where, qa.get("answers", []), fmt)), True
+            raw_answers = [] if impossible else parse_answers(path, where, qa.get("answers", []), fmt)
+            has_gold = True
 
         texts, starts = [], []
         for text, start, a_where in raw_answers:
@@ -681,7 +682,8 @@ class QATrainer(FineTuningTrainer):
             scores = qa_metrics(golds, predictions, s["metric"], null_odds if s["version_2_with_negative"] else None,
                                 best_answers)
             # (every question has a prediction here: total and missing_predictions say nothing)
-            metrics.update({f"{prefix}_{k}": v for k, v in scores.items() if k not in ("total", "missing_predictions")})
+            metrics.update({f"{prefix}_{k}": v for k, v in scores.items()
+                            if k not in ("total", "missing_predictions")})
         return metrics, predictions, nbest, null_odds
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):

@@ -69,8 +69,8 @@ FLOPS_FORMULA = (
     "P_tok = encoder parameters (every token goes through them), P_seq = pooler + classifier parameters (once per "
     "example, on [CLS]), L = layers, H = hidden size. 6 = 2 FLOPs per multiply-add x 3 (forward, backward to inputs, "
     "backward to weights). 12*L*H*l per token = attention scores QK^T and probabilities x V (2 x 2*H*l forward per "
-    "token and layer) x 3. Embedding lookups, softmax, layer norm, GELU and the optimizer are not counted. Useful FLOP "
-    "rate = train FLOPs / train_runtime; padding tokens never count, so padded runs do the same useful work."
+    "token and layer) x 3. Embedding lookups, softmax, layer norm, GELU and the optimizer are not counted. Useful "
+    "FLOP rate = train FLOPs / train_runtime; padding tokens never count, so padded runs do the same useful work."
 )
 
 
@@ -104,7 +104,8 @@ def parse_args(argv=None):
     p.add_argument("--output", default=DEFAULT_OUTPUT, help="JSON file to write (a .md table goes next to it).")
     p.add_argument("--work_dir", default="/tmp/classification_throughput",
                    help="Vocab/config, run output dirs, logs and the datasets cache go here.")
-    p.add_argument("--rebuild_model", action="store_true", help="Retrain the vocab/config even if the work dir has one.")
+    p.add_argument("--rebuild_model", action="store_true",
+                   help="Retrain the vocab/config even if the work dir has one.")
     p.add_argument("--reuse_runs", action="store_true",
                    help="Skip a configuration whose output dir already holds a finished run of the identical command "
                         "(to finish an interrupted benchmark; its numbers then come from another time).")
@@ -194,7 +195,8 @@ def build_model_dir(args, env, commands):
              "hidden_size": args.hidden_size, "num_attention_heads": args.num_attention_heads,
              "intermediate_size": args.intermediate_size, "max_position_embeddings": args.max_position_embeddings}
     stamp_path = os.path.join(model_dir, "bench_model_stamp.json")
-    if not args.rebuild_model and os.path.isfile(stamp_path) and os.path.isfile(os.path.join(model_dir, "config.json")):
+    have_model = os.path.isfile(stamp_path) and os.path.isfile(os.path.join(model_dir, "config.json"))
+    if not args.rebuild_model and have_model:
         with open(stamp_path) as f:
             if json.load(f) == stamp:
                 print(f"Reusing vocab + config in {model_dir}", flush=True)
@@ -345,7 +347,8 @@ def markdown_table(report):
         label = f"{name} (reused run of {r['finished'][:16]})" if r.get("reused") else name
         lines.append(
             f"| {label} | {r['train_samples']} × {r['epochs']:g} | {r['train_samples_per_second']:.1f} "
-            f"| {r['train_runtime']:.1f} | {r['us_per_train_sample']:.0f} | {fmt(r.get('eval_samples_per_second'), '.1f')} "
+            f"| {r['train_runtime']:.1f} | {r['us_per_train_sample']:.0f} "
+            f"| {fmt(r.get('eval_samples_per_second'), '.1f')} "
             f"| {fmt(r.get('eval_accuracy'), '.4f')} | {r['peak_rss_mb']:.0f} | {100 * r['padding_share']:.0f}% "
             f"| {r['useful_flops_per_s'] / 1e9:.1f} | {100 * r['useful_fraction_of_fp32_peak']:.1f}% "
             f"| {fmt(r.get('other_processes_cpu_share'), '.0%')} |")
@@ -356,8 +359,9 @@ def markdown_table(report):
             f"| {t['fit_s']:.1f} | – | {t['eval_samples_per_second']:.0f} | {t['eval_accuracy']:.4f} | – | – | – | – "
             f"| – |")
     lines.append("")
-    lines.append(f"fp32 matmul peak {peak['fp32_flops_per_s'] / 1e9:.1f} GFLOP/s, bf16 {peak['bf16_flops_per_s'] / 1e9:.1f} "
-                 f"GFLOP/s ({peak['n']}×{peak['n']}, {peak['threads']} threads); "
+    lines.append(f"fp32 matmul peak {peak['fp32_flops_per_s'] / 1e9:.1f} GFLOP/s, "
+                 f"bf16 {peak['bf16_flops_per_s'] / 1e9:.1f} GFLOP/s ({peak['n']}×{peak['n']}, "
+                 f"{peak['threads']} threads); "
                  f"{report['machine']['cpu_model']}, {report['machine']['cpus_usable']} CPUs; "
                  f"torch {report['machine']['torch']}, transformers {report['machine']['transformers']}; "
                  f"{report['machine']['date'][:10]}.")
@@ -365,7 +369,8 @@ def markdown_table(report):
                  "the sampler). others' CPU: share of the machine's CPUs used by other processes during the run.")
     busy = [n for n, r in runs.items() if (r.get("other_processes_cpu_share") or 0) > BUSY_THRESHOLD]
     if busy or report["matmul_peak"]["before_after_ratio"] < 0.85:
-        lines.append(f"**Machine busy**: other processes used > {BUSY_THRESHOLD:.0%} of the CPUs during {busy or 'none'}"
+        lines.append(f"**Machine busy**: other processes used > {BUSY_THRESHOLD:.0%} of the CPUs during "
+                     f"{busy or 'none'}"
                      f"; matmul peak after/before {report['matmul_peak']['before_after_ratio']:.2f}. Timings are "
                      "not comparable; rerun on a quiet machine.")
     if report["partial_run"]:
@@ -548,7 +553,8 @@ def main(argv=None):
                 "computed_tokens_per_epoch": padded_tokens,
                 "computed_tokens_note": ("exact: every example padded to max_seq_length"
                                          if "--pad_to_max_length" in extra else
-                                         "estimate: one draw of LengthGroupedSampler, each batch padded to its longest"),
+                                         "estimate: one draw of LengthGroupedSampler, each batch padded to its "
+                                         "longest"),
                 "padding_share": round(1 - sum(lengths) / padded_tokens, 4),
                 "useful_train_flops": flops,
                 "useful_flops_per_s": flops / results["train_runtime"],

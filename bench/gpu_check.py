@@ -154,7 +154,8 @@ def data_layout(data_dir):
     d = Path(data_dir).resolve()
     paths = {"thucnews_train": d / "thucnews_titles" / "train.txt", "thucnews_dev": d / "thucnews_titles" / "dev.txt",
              "thucnews_classes": d / "thucnews_titles" / "class.txt",
-             "chnsenticorp_train": d / "chnsenticorp" / "train.tsv", "chnsenticorp_dev": d / "chnsenticorp" / "dev.tsv",
+             "chnsenticorp_train": d / "chnsenticorp" / "train.tsv",
+             "chnsenticorp_dev": d / "chnsenticorp" / "dev.tsv",
              "cluener_train": d / "cluener" / "train.json", "cluener_dev": d / "cluener" / "dev.json",
              "cmrc_train": d / "cmrc2018" / "cmrc2018_dev.json", "cmrc_dev": d / "cmrc2018" / "cmrc2018_trial.json"}
     missing = [str(p) for p in paths.values() if not p.is_file()]
@@ -169,7 +170,8 @@ def write_fixtures(d, seed=0):
     10 steps), reviews with a sentiment word somewhere in 20-150 characters, one entity per sentence, one answer per
     context."""
     rng = random.Random(seed)
-    filler = list("的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面")
+    filler = list("的一是在不了有和人这中大为上个国我以要他时来用们生到作地于"
+                  "出就分对成会可主发年动同工也能下过子说产种面")
 
     def text(n_min, n_max):
         return "".join(rng.choice(filler) for _ in range(rng.randint(n_min, n_max)))
@@ -603,7 +605,8 @@ def target_rows(steps, mixed, smoke):
                                f"same {steps['thucnews_fp32'].get('steps')} steps (THUCNews titles)",
                      "value": f"{100 * acc:.2f} vs {100 * fp32:.2f} ({diff:+.2f} points)" if ok else "unknown",
                      "met": abs(diff) <= TARGET_ACCURACY_POINTS if ok else None})
-    ours, plain = metric(f"thucnews_{mixed}", "train_peak_memory_gib"), metric("plain_trainer", "train_peak_memory_gib")
+    ours = metric(f"thucnews_{mixed}", "train_peak_memory_gib")
+    plain = metric("plain_trainer", "train_peak_memory_gib")
     ok = finite(ours) and finite(plain) and plain > 0
     rows.append({"target": f"peak memory <= {TARGET_MEMORY_RATIO:g}x a plain Trainer's BertForSequenceClassification "
                            f"at the same batch (thucnews_{mixed} vs plain_trainer, {mixed})",

@@ -42,7 +42,6 @@ import transformers  # noqa: E402
 import transformers.trainer as hf_trainer  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
-
 # ----------------------------------------------------------------------------------------------------------------
 # Memory and synchronisation, on a GPU or (smoke runs) the CPU
 # ----------------------------------------------------------------------------------------------------------------
@@ -315,8 +314,13 @@ def plain_trainer(step):
     """The memory baseline: what a plain Trainer (all defaults: random batches, dynamic padding) needs for
     BertForSequenceClassification on the same rows, batch, maximum length and precision."""
     from datasets import Dataset
-    from transformers import (AutoTokenizer, BertForSequenceClassification, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoTokenizer,
+        BertForSequenceClassification,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     o = step["options"]
     texts, labels = [], []
@@ -362,8 +366,9 @@ def predict(step):
     """predict.py's main(); texts/s is the figure it logs ("N predictions in S s (R texts/s, ...)"): encoding,
     batching, the forward passes and the softmax, without model loading and file reading. A short untimed run with
     the same flags goes first, so CUDA's and cuBLAS' set-up is not charged to whichever precision runs first."""
-    import predict as predict_script
     from transformers import AutoConfig, AutoTokenizer
+
+    import predict as predict_script
 
     o = step["options"]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -7,8 +7,8 @@ learning rate), tabulated as JSON + Markdown:
   --suite heads      THUCNews titles (../shared/data/thucnews_titles): linear head with each pooling, cnn, lstm, gru,
                      attention; each with the encoder trained, and frozen (--freeze all: only the head learns).
   --suite long_text  ChnSentiCorp reviews (../shared/data/chnsenticorp, median 76 characters, p95 246) with a short
-                     window (--max_seq_length 64) so most reviews are "long": head-only, tail-only, head+tail truncation
-                     vs sliding windows fused by max, mean, attention, transformer (--head windows).
+                     window (--max_seq_length 64) so most reviews are "long": head-only, tail-only, head+tail
+                     truncation vs sliding windows fused by max, mean, attention, transformer (--head windows).
 
 The encoder is a small BERT trained from scratch (vocab from the training texts): there is no pretrained Chinese
 BERT on this machine. A frozen from-scratch encoder is a random feature extractor, so the frozen column shows what
@@ -210,7 +210,8 @@ def main(argv=None):
 
 
 def markdown_table(report):
-    lines = ["| configuration | arguments | dev accuracy | macro-F1 | train samples/s | s/epoch | truncated train texts |",
+    lines = ["| configuration | arguments | dev accuracy | macro-F1 | train samples/s | s/epoch "
+             "| truncated train texts |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for name, r in report["runs"].items():
         if r.get("eval_accuracy") is None:
@@ -222,8 +223,9 @@ def markdown_table(report):
                      f"{r['truncated_train_texts']} of {r['train_examples']} |")
     b = report["budget"]
     lines.append("")
-    lines.append(f"{report['suite']}: {report['encoder']['num_hidden_layers']}-layer, {report['encoder']['hidden_size']}"
-                 f"-wide BERT from scratch, {b['epochs']:g} epochs, batch {b['batch_size']}, lr {b['learning_rate']:g}, "
+    encoder = report["encoder"]
+    lines.append(f"{report['suite']}: {encoder['num_hidden_layers']}-layer, {encoder['hidden_size']}-wide BERT from "
+                 f"scratch, {b['epochs']:g} epochs, batch {b['batch_size']}, lr {b['learning_rate']:g}, "
                  f"max_seq_length {b['max_seq_length']}, bf16; {report['date']}.")
     return "\n".join(lines) + "\n"
 

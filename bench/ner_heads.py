@@ -255,7 +255,8 @@ def main(argv=None):
         model_args, model_source = ["--config_name", encoder, "--tokenizer_name", encoder], encoder
 
     common = model_args + ["--do_train", "--do_eval", "--num_train_epochs", f"{args.epochs:g}",
-                           "--per_device_train_batch_size", str(args.batch_size), "--per_device_eval_batch_size", "128",
+                           "--per_device_train_batch_size", str(args.batch_size),
+                           "--per_device_eval_batch_size", "128",
                            "--learning_rate", f"{args.learning_rate:g}",
                            "--head_learning_rate", f"{args.head_learning_rate:g}", "--weight_decay", "0.01",
                            "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none",

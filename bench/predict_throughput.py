@@ -8,7 +8,8 @@ dynamic padding, softmax, label names) in this process, one after the other, wit
     torch_fp32       predict.ClassificationPredictor, batches of --batch_size sorted by length, fp32
     torch_bf16       the same under torch.autocast(bfloat16)
     onnxruntime      the same pre/post-processing, logits from ONNX Runtime (export_onnx.py's export of the model)
-    pipeline_batched transformers.pipeline("text-classification")(texts, batch_size=--batch_size): the library's batching
+    pipeline_batched transformers.pipeline("text-classification")(texts, batch_size=--batch_size): the library's
+                     batching
     pipeline_loop    the naive baseline: `for text in texts: classifier(text)` (on --naive_samples texts; it is slow)
 
 Per configuration: texts/s, ms per text, speedup over pipeline_loop, dev accuracy, agreement with torch_fp32's labels,
@@ -207,7 +208,8 @@ def main(argv=None):
     machine["torch_threads"] = threads
     report = {
         "benchmark": "predict_throughput",
-        "command": " ".join([os.path.basename(sys.executable), "bench/predict_throughput.py"] + (argv or sys.argv[1:])),
+        "command": " ".join([os.path.basename(sys.executable), "bench/predict_throughput.py"]
+                            + (argv or sys.argv[1:])),
         "setup": {"model": os.path.abspath(args.model), "model_architecture": type(reference.model).__name__,
                   "model_parameters": sum(p.numel() for p in reference.model.parameters()),
                   "max_seq_length": reference.max_seq_length, "truncation_strategy": reference.truncation_strategy,

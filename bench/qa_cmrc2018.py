@@ -234,7 +234,8 @@ def main(argv=None):
                 "eval_questions", "train_tokens_per_epoch")})
             row["train_tokens_per_second"] = round(results["train_tokens_per_epoch"] * args.epochs
                                                    / results["train_runtime"], 1)
-            row["data"] = {split: {k: v for k, v in s.items() if k != "file"} for split, s in summary["splits"].items()}
+            row["data"] = {split: {k: v for k, v in s.items() if k != "file"}
+                           for split, s in summary["splits"].items()}
             row["model"] = model_facts(extra[1])
         rows[name] = row
         print(f"[{name}] EM {row.get('eval_exact_match')}, F1 {row.get('eval_f1')}, "

@@ -203,9 +203,9 @@ class Exclusion:
     """The texts of the --exclude files, to find them in a document.
 
     A document is excluded when it, or one of its sentences, equals an excluded text (any length), or when it contains
-    an excluded text or one of its sentences of at least `min_chars` characters anywhere, e.g. a dev title quoted inside
-    a news paragraph, or one sentence of a dev review inside a longer review. Shorter sentences ("很好！") only count
-    as whole texts: as substrings they would match everywhere.
+    an excluded text or one of its sentences of at least `min_chars` characters anywhere, e.g. a dev title quoted
+    inside a news paragraph, or one sentence of a dev review inside a longer review. Shorter sentences ("很好！") only
+    count as whole texts: as substrings they would match everywhere.
     """
 
     def __init__(self, texts, min_chars):

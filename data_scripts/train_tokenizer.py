@@ -272,10 +272,12 @@ def build_word_tokenizer(args, strip_accents):
 
 
 def save_word_tokenizer(tokenizer, args):
-    """tokenizer.json as trained (BPE/Unigram, normalizer, pre-tokenizer, [CLS]/[SEP] template) + tokenizer_config.json.
+    """tokenizer.json as trained (BPE/Unigram, normalizer, pre-tokenizer, [CLS]/[SEP] template) +
+    tokenizer_config.json.
 
     Saved as a generic fast tokenizer, not as BertTokenizer: BertTokenizer would rebuild a WordPiece model from the
-    vocab and throw the BPE merges (Unigram scores) away. AutoTokenizer.from_pretrained loads it as is; no jieba is needed.
+    vocab and throw the BPE merges (Unigram scores) away. AutoTokenizer.from_pretrained loads it as is; no jieba is
+    needed.
     """
     from transformers import PreTrainedTokenizerFast
 

@@ -31,15 +31,14 @@ binary cross-entropy (multi_label_classification), MSE (regression, num_labels=1
 
 In run_classification.py, after `config = AutoConfig.from_pretrained(...)`:
 
-    config = heads.head_config(args.head, config, pooling=args.pooling, **head_kwargs)  # head kwargs left None: default
+    config = heads.head_config(args.head, config, pooling=args.pooling, **head_kwargs)  # kwargs left None: default
     model = AutoModelForSequenceClassification.from_pretrained(path, config=config)      # or .from_config(config)
 
-or in one call: `heads.build_model("cnn", "bert-base-chinese", num_labels=10, cnn_num_filters=256)`.
 Loading a plain BERT checkpoint into a head raises if any encoder weight is missing from it.
 
 Token-classification (NER) heads for run_ner.py live in configuration_token_heads.py / modeling_token_heads.py
 (softmax = BertForTokenClassification, lstm, crf, lstm_crf), registered with AutoModelForTokenClassification:
-`config = heads.token_head_config("crf", config, num_labels=..., id2label=...)`, see TOKEN_HEADS.
+`config = heads.head_config("crf", config, tokens=True, num_labels=..., id2label=...)`, see TOKEN_HEADS.
 """
 
 import dataclasses
@@ -63,13 +62,7 @@ from .configuration_heads import (
     BertPoolingConfig,
     BertWindowsConfig,
 )
-from .configuration_token_heads import (
-    BertTokenCRFConfig,
-    BertTokenLSTMConfig,
-    BertTokenLSTMCRFConfig,
-    token_head_config,
-    token_head_of,
-)
+from .configuration_token_heads import BertTokenCRFConfig, BertTokenLSTMConfig, BertTokenLSTMCRFConfig
 from .modeling_heads import (
     BertAttentionForSequenceClassification,
     BertCNNForSequenceClassification,
@@ -85,7 +78,8 @@ from .modeling_token_heads import (
 )
 
 POOLINGS = ("pooler",) + _HEAD_POOLINGS
-# head name -> (config class, model class); "linear" with pooling="pooler" is BertConfig / BertForSequenceClassification
+# head name -> (config class, model class); "linear" with pooling="pooler" is BertConfig /
+# BertForSequenceClassification
 HEADS = {
     "linear": (BertPoolingConfig, BertPoolingForSequenceClassification),
     "cnn": (BertCNNConfig, BertCNNForSequenceClassification),
@@ -101,7 +95,7 @@ for _config_class, _model_class in HEADS.values():
     AutoModelForSequenceClassification.register(_config_class, _model_class, exist_ok=True)
 
 # Token-classification (NER) heads, for run_ner.py: --head name -> (config class, AutoModelForTokenClassification
-# class); "softmax" is transformers' BertForTokenClassification. Built with token_head_config(head, config, ...).
+# class); "softmax" is transformers' BertForTokenClassification. Built with head_config(head, config, tokens=True).
 TOKEN_HEADS = {
     "softmax": (BertConfig, BertForTokenClassification),
     "lstm": (BertTokenLSTMConfig, BertLSTMForTokenClassification),
@@ -127,31 +121,44 @@ def head_of(config):
     return None
 
 
-def head_config(head, config, pooling=None, **head_kwargs):
+def token_head_of(config):
+    """The token (NER) --head of a config: "softmax" for a plain BertConfig, None for anything else."""
+    if type(config) is BertConfig:
+        return "softmax"
+    for head, (config_class, _) in TOKEN_HEADS.items():
+        if config_class is not BertConfig and getattr(config, "model_type", None) == config_class.model_type:
+            return head
+    return None
+
+
+def head_config(head, config, pooling=None, tokens=False, **head_kwargs):
     """The config for `head` built from `config` (a BertConfig / head config, or a path or Hub id to load one).
 
-    head: one of HEAD_NAMES, or None = keep the config's own head (a plain BERT config: linear).
+    head: one of HEAD_NAMES (TOKEN_HEAD_NAMES with tokens=True), or None = keep the config's own head (a plain BERT
+        config: linear, or softmax for tokens).
     pooling: for head "linear" only (None = "pooler" = BertForSequenceClassification; with head None, None and
         "pooler" keep a trained pooling head's own pooling).
-    head_kwargs: config attributes to set (head hyperparameters, num_labels, classifier_dropout, ...); None values
-        are skipped, so a script can pass all its options and only the ones given override the config.
+    tokens: a token-classification (NER) head for run_ner.py instead of a sequence-classification one.
+    head_kwargs: config attributes to set (head hyperparameters, num_labels, id2label, classifier_dropout, ...); None
+        values are skipped, so a script can pass all its options and only the ones given override the config.
     A plain BERT config becomes any head's config; a head's config only stays that head (changing the head of a
     trained model would silently drop its trained head weights).
     """
     if isinstance(config, (str, os.PathLike)):
         config = AutoConfig.from_pretrained(config)
     head_kwargs = {k: v for k, v in head_kwargs.items() if v is not None}
-    current = head_of(config)
-    if current is None:
+    table = TOKEN_HEADS if tokens else HEADS
+    current = (token_head_of(config), None) if tokens else head_of(config)
+    if current is None or current[0] is None:
         raise ValueError(f"{type(config).__name__} (model_type {getattr(config, 'model_type', None)!r}) is neither a "
-                         f"BERT config nor one of the heads {HEAD_NAMES}.")
+                         f"BERT config nor one of the {'token ' if tokens else ''}heads {tuple(table)}.")
     if head is None:  # keep the config's head; "pooler" (a script's default) does not count as asking for one
         head = current[0]
         if pooling in (None, "pooler"):
             pooling = current[1]
-    if head not in HEADS:
-        raise ValueError(f"head={head!r}; choose one of {HEAD_NAMES}.")
-    if head == "linear":
+    if head not in table:
+        raise ValueError(f"head={head!r}; choose one of {tuple(table)}.")
+    if head == "linear" and not tokens:
         pooling = pooling or "pooler"
         if pooling not in POOLINGS:
             raise ValueError(f"pooling={pooling!r}; choose one of {POOLINGS}.")
@@ -164,13 +171,9 @@ def head_config(head, config, pooling=None, **head_kwargs):
                          f"{f', pooling {current[1]}' if current[1] else ''}); it cannot become a {head} head"
                          f"{f' with pooling {pooling}' if pooling else ''}. Start from a BERT checkpoint instead.")
 
-    if head == "linear" and pooling == "pooler":
-        target = BertConfig
-    else:
-        target = HEADS[head][0]
-        if head == "linear":
-            head_kwargs["pooling"] = pooling
-
+    target = BertConfig if (head, pooling) == ("linear", "pooler") else table[head][0]
+    if head == "linear" and target is not BertConfig:
+        head_kwargs["pooling"] = pooling
     allowed = {f.name for f in dataclasses.fields(target)} | {"num_labels"}
     unknown = sorted(set(head_kwargs) - allowed)
     if unknown:
@@ -183,24 +186,13 @@ def head_config(head, config, pooling=None, **head_kwargs):
     return target(**{**values, **head_kwargs})
 
 
-def build_model(head, model_name_or_path=None, config=None, pooling=None, load_kwargs=None, **head_kwargs):
-    """A model for `head`: BERT weights from `model_name_or_path` (a plain BERT checkpoint or a saved head), or
-    freshly initialised from `config` when no path is given. See head_config for the arguments."""
-    if model_name_or_path is None and config is None:
-        raise ValueError("Pass model_name_or_path, config, or both.")
-    config = head_config(head, config if config is not None else model_name_or_path, pooling=pooling, **head_kwargs)
-    if model_name_or_path is None:
-        return AutoModelForSequenceClassification.from_config(config)
-    return AutoModelForSequenceClassification.from_pretrained(model_name_or_path, config=config, **(load_kwargs or {}))
-
-
 __all__ = [
-    "HEADS", "HEAD_NAMES", "POOLINGS", "build_model", "head_config", "head_of",
+    "HEADS", "HEAD_NAMES", "POOLINGS", "head_config", "head_of",
     "BertPoolingConfig", "BertCNNConfig", "BertLSTMConfig", "BertGRUConfig", "BertAttentionConfig",
     "BertWindowsConfig", "BertPoolingForSequenceClassification", "BertCNNForSequenceClassification",
     "BertLSTMForSequenceClassification", "BertGRUForSequenceClassification", "BertAttentionForSequenceClassification",
     "BertWindowsForSequenceClassification", "BertForSequenceClassification",
-    "TOKEN_HEADS", "TOKEN_HEAD_NAMES", "token_head_config", "token_head_of", "BertTokenLSTMConfig", "BertTokenCRFConfig",
+    "TOKEN_HEADS", "TOKEN_HEAD_NAMES", "token_head_of", "BertTokenLSTMConfig", "BertTokenCRFConfig",
     "BertTokenLSTMCRFConfig", "BertLSTMForTokenClassification", "BertCRFForTokenClassification",
     "BertLSTMCRFForTokenClassification", "BertForTokenClassification",
 ]

@@ -14,12 +14,15 @@ Padding: tokenizers pad on the right, and every head only looks at real tokens (
 the same logits alone and in a padded batch (checked by tests/test_heads.py).
 """
 
+from typing import Unpack
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import BertModel, BertPreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils import TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_heads import (
@@ -31,18 +34,18 @@ from .configuration_heads import (
     BertWindowsConfig,
 )
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Padding-aware pooling over a sequence of vectors (tokens, or the windows of a document)
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
-def masked_mean(h, mask):
+def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """h: [B, L, D], mask: [B, L] bool (True = real) -> [B, D]. A row with no real position gives zeros."""
     m = mask.unsqueeze(-1).to(h.dtype)  # [B, L, 1]
     return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
-def masked_max(h, mask):
+def masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """h: [B, L, D], mask: [B, L] bool -> [B, D], the max over real positions only."""
     return h.masked_fill(~mask.unsqueeze(-1), torch.finfo(h.dtype).min).amax(1)
 
@@ -59,7 +62,7 @@ class AttentionPooling(nn.Module):
         self.proj = None if attention_size is None else nn.Linear(hidden_size, attention_size)
         self.score = nn.Linear(hidden_size if attention_size is None else attention_size, 1, bias=False)
 
-    def forward(self, h, mask):
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # h: [B, L, D], mask: [B, L] bool
         x = h if self.proj is None else torch.tanh(self.proj(h))  # [B, L, D] or [B, L, A]
         scores = self.score(x).squeeze(-1).float()  # [B, L]; softmax in fp32, also under fp16/bf16 autocast
@@ -69,9 +72,9 @@ class AttentionPooling(nn.Module):
         return torch.bmm(weights.unsqueeze(1).to(h.dtype), h).squeeze(1)  # [B, 1, L] @ [B, L, D] -> [B, D]
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Shared base
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 class BertHeadPreTrainedModel(BertPreTrainedModel):
@@ -167,9 +170,9 @@ def _wants_hidden_states(model, kwargs):
     return bool(kwargs.get("output_hidden_states", model.config.output_hidden_states))
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # linear head over a pooled vector
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 class BertPoolingForSequenceClassification(BertHeadPreTrainedModel):
@@ -184,8 +187,16 @@ class BertPoolingForSequenceClassification(BertHeadPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
-                labels=None, **kwargs):
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor] | SequenceClassifierOutput:
         # input_ids / attention_mask / token_type_ids: [B, L]; labels: [B]
         want_hidden = _wants_hidden_states(self, kwargs)
         if self.pooling == "concat_last_k":
@@ -210,9 +221,9 @@ class BertPoolingForSequenceClassification(BertHeadPreTrainedModel):
         return self._output(logits, labels, outputs, want_hidden)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # TextCNN
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 class BertCNNForSequenceClassification(BertHeadPreTrainedModel):
@@ -229,8 +240,16 @@ class BertCNNForSequenceClassification(BertHeadPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
-                labels=None, **kwargs):
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor] | SequenceClassifierOutput:
         # input_ids / attention_mask / token_type_ids: [B, L]; labels: [B]
         outputs, mask = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         h = outputs.last_hidden_state  # [B, L, D]
@@ -251,9 +270,9 @@ class BertCNNForSequenceClassification(BertHeadPreTrainedModel):
         return self._output(logits, labels, outputs, _wants_hidden_states(self, kwargs))
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Bidirectional LSTM / GRU
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 class _BertRNNForSequenceClassification(BertHeadPreTrainedModel):
@@ -268,8 +287,16 @@ class _BertRNNForSequenceClassification(BertHeadPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
-                labels=None, **kwargs):
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor] | SequenceClassifierOutput:
         # input_ids / attention_mask / token_type_ids: [B, L]; labels: [B]
         outputs, mask = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         h = outputs.last_hidden_state  # [B, L, D]
@@ -300,9 +327,9 @@ class BertGRUForSequenceClassification(_BertRNNForSequenceClassification):
     rnn_class = nn.GRU
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Additive attention over the tokens
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 class BertAttentionForSequenceClassification(BertHeadPreTrainedModel):
@@ -315,8 +342,16 @@ class BertAttentionForSequenceClassification(BertHeadPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
-                labels=None, **kwargs):
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor] | SequenceClassifierOutput:
         # input_ids / attention_mask / token_type_ids: [B, L]; labels: [B]
         outputs, mask = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         h = outputs.last_hidden_state  # [B, L, D]
@@ -325,9 +360,9 @@ class BertAttentionForSequenceClassification(BertHeadPreTrainedModel):
         return self._output(logits, labels, outputs, _wants_hidden_states(self, kwargs))
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Long documents: windows -> [CLS] per window -> one document vector
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 class BertWindowsForSequenceClassification(BertHeadPreTrainedModel):
@@ -355,8 +390,16 @@ class BertWindowsForSequenceClassification(BertHeadPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
-                labels=None, **kwargs):
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor] | SequenceClassifierOutput:
         # input_ids / attention_mask / token_type_ids / position_ids: [B, W, T] or [B, T]; inputs_embeds: the same
         # with a trailing D; labels: [B] (one per document)
         def windows(x, trailing=0):  # -> [B, W, T, ...]

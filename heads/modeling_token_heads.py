@@ -24,11 +24,14 @@ save_pretrained copies this file with its relative imports (configuration_token_
 configuration_heads.py) next to the weights: keep it self-contained (torch / transformers only).
 """
 
+from typing import Unpack
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 from transformers.modeling_outputs import TokenClassifierOutput
+from transformers.utils import TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_token_heads import BertTokenCRFConfig, BertTokenLSTMConfig, BertTokenLSTMCRFConfig
@@ -36,9 +39,9 @@ from .modeling_heads import BertHeadPreTrainedModel, _wants_hidden_states
 
 FORBIDDEN = -10000.0  # score of a forbidden transition: exp() is 0 in fp32, and an all-forbidden row stays finite
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Tag-scheme constraints
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 # Tag prefixes of every scheme, read as BIOES: BMES' M and BIO's I are "inside", BILOU's L/U are E/S.
 TAG_PREFIXES = {"B": "B", "I": "I", "M": "I", "E": "E", "L": "E", "S": "S", "U": "S"}
@@ -77,9 +80,9 @@ def allowed_transitions(id2label):
     return allowed, start, end
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # Linear-chain CRF
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def _compact(mask, *tensors):
@@ -193,9 +196,9 @@ class CRF(nn.Module):
         return [row[: int(n)].tolist() for row, n in zip(paths, compact_mask.sum(1))]
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 # The models
-# ----------------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 class _BertTokenHead(BertHeadPreTrainedModel):
@@ -237,8 +240,16 @@ class _BertTokenHead(BertHeadPreTrainedModel):
         return out
 
     @can_return_tuple
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
-                labels=None, **kwargs):
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor] | TokenClassifierOutput:
         # input_ids / attention_mask / token_type_ids: [B, L]; labels: [B, L], -100 = no label
         outputs, mask = self._encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         h = outputs.last_hidden_state  # [B, L, D]
@@ -259,7 +270,7 @@ class _BertTokenHead(BertHeadPreTrainedModel):
             attentions=outputs.attentions,
         )
 
-    def decode(self, logits, mask):
+    def decode(self, logits: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
         """Best label ids per row over the positions where mask [B, L] is True (e.g. the first sub-token of every
         character): Viterbi for the CRF heads, argmax otherwise. A list of B lists."""
         if self.use_crf:

@@ -175,7 +175,7 @@ QA_WINDOWS = ["--max_seq_length", "32", "--doc_stride", "8", "--max_query_length
 GBK_LINES = ["国足今晚迎战日本\t体育", "股市今天大涨\t财经"]
 
 ROWS = [
-    # ---- issue 12, item 1: a stray quote in a CSV silently merged rows -----------------------------------------------
+    # ---- issue 12, item 1: a stray quote in a CSV silently merged rows ----------------------------------------------
     Row("csv_stray_quote_merges_rows", "classification",
         lambda c: c.train(c.keep, "--train_file", stray_quote_csv(c, "train.csv"), "--do_train"),
         2, r"train\.csv:7: a quoted text runs from line 7 to line 22 and swallows 14 line\(s\) that look like rows"),
@@ -190,7 +190,7 @@ ROWS = [
         lambda c: c.train(c.keep, "--train_file", c.file("train.csv", ["text,label", "的一是,0", "在不了有"]),
                           "--do_train"),
         2, r"train\.csv:3: no comma in this line; expected 2 comma-separated columns"),
-    # ---- item 2: --do_eval / --do_predict alone overwrote an existing results directory ------------------------------
+    # ---- item 2: --do_eval / --do_predict alone overwrote an existing results directory -----------------------------
     Row("eval_only_into_results", "classification",
         lambda c: ["--model_name_or_path", c.classifier, "--validation_file", keyword_tsv(c, "dev.tsv"),
                    "--do_eval", "--output_dir", c.keep, "--report_to", "none"],
@@ -210,7 +210,7 @@ ROWS = [
     Row("training_into_results", "classification",
         lambda c: h.tiny_train_args(c.tiny, c.keep, "--train_file", keyword_tsv(c), "--do_train"),
         2, r"already holds results\. Pass --resume_from_checkpoint last"),
-    # ---- item 3: NER, one missing tag on the first line read the whole file as untagged ------------------------------
+    # ---- item 3: NER, one missing tag on the first line read the whole file as untagged -----------------------------
     Row("ner_test_file_first_tag_missing", "ner",
         lambda c: ["--model_name_or_path", c.tagger, "--test_file",
                    c.file("test.txt", ner_lines(NER_SENTENCES, drop_first_tag=True)), "--do_predict",
@@ -303,7 +303,7 @@ ROWS = [
         lambda c: c.train(c.fresh, "--train_file", squad(c, "train.json", [
             ("q_ok", "的甲是在不了", "甲", 1), ("q_moved", "的一是甲在不", "甲", 0)]), "--do_train", *QA_WINDOWS),
         0, r"answer_start repaired in 1 question\(s\), ids: q_moved", check=repaired_ids_listed),
-    # ---- what round one fixed: still one clear line ------------------------------------------------------------------
+    # ---- what round one fixed: still one clear line -----------------------------------------------------------------
     Row("tsv_line_without_tab", "classification",
         lambda c: c.train(c.keep, "--train_file", c.file("train.tsv", ["的一是\t0", "在不了\t1", "有和人"]),
                           "--do_train"),

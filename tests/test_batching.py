@@ -8,11 +8,12 @@ rate; with the default batches it must learn.
 import json
 import random
 
+import helpers as h
+
 import numpy as np
 import pytest
 import torch
 
-import helpers as h
 from training import LengthPoolSampler, collapse_warning
 
 

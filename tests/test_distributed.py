@@ -23,7 +23,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import helpers as h  # noqa: E402  (also puts the repo root on sys.path and switches the Hub offline)
-
 from helpers import REPO_ROOT  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*null_placement.*:FutureWarning")
@@ -148,7 +147,8 @@ def mlm_case(d, model_dir):
     import random
 
     rng = random.Random(5)
-    phrases = [p for p in ["我们是中国人", "发动生产", "这个时候", "他说的对", "工作可以", "一下子"] if set(p) <= set(h.FILLER)]
+    phrases = ["我们是中国人", "发动生产", "这个时候", "他说的对", "工作可以", "一下子"]
+    phrases = [p for p in phrases if set(p) <= set(h.FILLER)]
     lines = ["".join(rng.choice(phrases) for _ in range(rng.randint(2, 5))) for _ in range(280)]
     h.write_lines(d / "corpus.txt", lines[:160])
     h.write_lines(d / "corpus_dev.txt", lines[160:])

@@ -4,8 +4,8 @@ Heads and poolings (--head / --pooling), per-group learning rates and weight dec
 --layerwise_lr_decay), freezing (--freeze, --freeze_layers), class weights (--class_weights) and sliding windows for
 long documents (--head windows), each also with gradient accumulation.
 
-Every model, vocab and data file is written by the tests into pytest tmp dirs: nothing is downloaded and the shared benchmark data is
-never read. Models are 2 layers, at most 64 wide, and torch runs on one thread.
+Every model, vocab and data file is written by the tests into pytest tmp dirs: nothing is downloaded and the shared
+benchmark data is never read. Models are 2 layers, at most 64 wide, and torch runs on one thread.
 """
 
 import json
@@ -18,7 +18,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import helpers as h  # noqa: E402  (also puts the repo root on sys.path and switches the Hub offline)
 
-import datasets  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
@@ -26,9 +25,9 @@ from transformers import AutoConfig, AutoModelForSequenceClassification  # noqa:
 
 import heads  # noqa: E402
 import run_classification as rc  # noqa: E402
+import training  # noqa: E402
 import utils_classification  # noqa: E402
 from script_utils import DataError  # noqa: E402
-import training  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*null_placement.*:FutureWarning")
 
@@ -85,7 +84,8 @@ def optimizer_settings(trainer):
 
 
 def save_checkpoint(directory, tokenizer_dir, head=None, num_labels=2, seed=0, **head_kwargs):
-    """A saved model (weights + tokenizer) to start from with --model_name_or_path, so the initial weights are known."""
+    """A saved model (weights + tokenizer) to start from with --model_name_or_path, so the initial weights are
+    known."""
     from transformers import AutoTokenizer, set_seed
 
     set_seed(seed)
@@ -493,7 +493,8 @@ def test_window_collator_pads_documents_and_windows(model_dir):
     assert "labels" not in unlabeled and unlabeled["input_ids"].shape == (1, 1, 3)
     # the all-padding window of document 1 is ignored by the windows model: the logits of document 1 alone
     torch.manual_seed(0)
-    model = heads.build_model("windows", config=AutoConfig.from_pretrained(str(model_dir)), num_labels=2).eval()
+    config = heads.head_config("windows", AutoConfig.from_pretrained(str(model_dir)), num_labels=2)
+    model = AutoModelForSequenceClassification.from_config(config).eval()
     with torch.no_grad():
         together = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
         alone = model(**unlabeled).logits

@@ -18,7 +18,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import helpers as h  # noqa: E402,F401  (puts the repo root on sys.path and switches the Hub offline)
-
 from helpers import REPO_ROOT  # noqa: E402
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))
@@ -118,11 +117,12 @@ def gpu_plan(tmp_path_factory):
 
 
 def test_gpu_plan_arguments_parse_with_each_scripts_parser(gpu_plan):
+    from transformers import HfArgumentParser
+
     import predict
     import run_classification
     import run_ner
     import run_qa
-    from transformers import HfArgumentParser
 
     steps, _ = gpu_plan
     assert [s["name"] for s in steps] == STEPS[1:]

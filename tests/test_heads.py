@@ -18,9 +18,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from helpers import REPO_ROOT, build_tiny_bert, filler_text  # noqa: E402  (also puts REPO_ROOT on sys.path)
 
-import heads  # noqa: E402
 from transformers import (  # noqa: E402
     AutoConfig,
+    AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
     BertForMaskedLM,
@@ -28,6 +28,8 @@ from transformers import (  # noqa: E402
     BertModel,
     pipeline,
 )
+
+import heads  # noqa: E402
 
 LABELS = ["neg", "mid", "pos"]
 # name -> (head, pooling, head kwargs). Names have hyphens on purpose: a saved dir's name becomes a Python module
@@ -72,10 +74,20 @@ def tiny(tmp_path_factory):
     return directory, AutoTokenizer.from_pretrained(str(directory)), BertConfig.from_pretrained(str(directory))
 
 
+def build_model(head, model_name_or_path=None, config=None, pooling=None, **head_kwargs):
+    """A model for `head` as run_classification.py builds one: heads.head_config, then BERT weights from
+    `model_name_or_path` (a plain BERT checkpoint or a saved head), or fresh weights from `config`."""
+    config = heads.head_config(head, config if config is not None else model_name_or_path, pooling=pooling,
+                               **head_kwargs)
+    if model_name_or_path is None:
+        return AutoModelForSequenceClassification.from_config(config)
+    return AutoModelForSequenceClassification.from_pretrained(model_name_or_path, config=config)
+
+
 def make_model(tiny, name, seed=0):
     head, pooling, kwargs = CASES[name]
     torch.manual_seed(seed)
-    return heads.build_model(head, config=tiny[2], pooling=pooling, num_labels=len(LABELS),
+    return build_model(head, config=tiny[2], pooling=pooling, num_labels=len(LABELS),
                              id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)}, **kwargs)
 
 
@@ -344,7 +356,7 @@ def test_bert_checkpoint_encoder_transfers(bert_checkpoints, name, source, monke
 
     monkeypatch.setattr(torch, "empty_like", nan_empty_like)
     head, pooling, kwargs = CASES[name]
-    model = heads.build_model(head, str(directory), pooling=pooling, num_labels=len(LABELS), **kwargs)
+    model = build_model(head, str(directory), pooling=pooling, num_labels=len(LABELS), **kwargs)
     assert type(model) is (BertForSequenceClassification if name == "linear-pooler" else heads.HEADS[head][1])
     loaded = model.bert.state_dict()
     compared = 0
@@ -365,7 +377,7 @@ def test_bert_checkpoint_encoder_transfers(bert_checkpoints, name, source, monke
 def test_checkpoint_missing_encoder_weights_raises(bert_checkpoints, name, broken):
     head, pooling, kwargs = CASES[name]
     with pytest.raises(ValueError, match="encoder weights"):
-        heads.build_model(head, str(bert_checkpoints[broken][0]), pooling=pooling, num_labels=3, **kwargs)
+        build_model(head, str(bert_checkpoints[broken][0]), pooling=pooling, num_labels=3, **kwargs)
 
 
 def test_own_checkpoint_reloads_without_new_weights(saved):
@@ -414,12 +426,12 @@ def test_windows_rejects_4d_input(tiny):
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# build_model / head_config API
+# head_config API
 # ------------------------------------------------------------------------------------------------------------------
 
 
 def test_linear_pooler_is_bert_for_sequence_classification(tiny):
-    model = heads.build_model("linear", config=tiny[2], pooling="pooler", num_labels=4)
+    model = build_model("linear", config=tiny[2], pooling="pooler", num_labels=4)
     assert type(model) is BertForSequenceClassification and model.config.num_labels == 4
     assert type(heads.head_config("linear", tiny[2])) is BertConfig  # pooling defaults to "pooler"
 

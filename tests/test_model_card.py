@@ -18,9 +18,9 @@ import helpers as h  # noqa: E402  (also puts the repo root on sys.path and swit
 
 import torch  # noqa: E402
 
+import model_card  # noqa: E402
 import run_classification as rc  # noqa: E402
 import run_mlm  # noqa: E402
-import model_card  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*null_placement.*:FutureWarning")
 CLASS_NAMES = ["体育", "财经"]

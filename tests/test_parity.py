@@ -63,7 +63,8 @@ SINGLE_TEXTS = ["首", "首尾", "首的一是在不了尾", "首的一是在不
 PAIRS = [("的一是", "在不了"), (h.filler_text(7, seed=3), h.filler_text(7, seed=4)),  # equal, both long
          (h.filler_text(7, seed=5), h.filler_text(9, seed=6)),  # a < b, both long: the odd token's side
          (h.filler_text(12, seed=7), h.filler_text(8, seed=8)), ("首", h.filler_text(30, seed=9)),
-         (h.filler_text(30, seed=10), "尾"), ("首ABC在", "不 了龍Ｗ"), (h.filler_text(5, seed=11), h.filler_text(6, seed=12))]
+         (h.filler_text(30, seed=10), "尾"), ("首ABC在", "不 了龍Ｗ"),
+         (h.filler_text(5, seed=11), h.filler_text(6, seed=12))]
 CLASSIFICATION_CASES = {
     "head": ("single", ["--max_seq_length", "10", "--truncation_strategy", "head"]),
     "tail": ("single", ["--max_seq_length", "10", "--truncation_strategy", "tail"]),
@@ -113,7 +114,8 @@ def test_classification_encoding(case, model_dir, tmp_path):
 # letter and a character the vocab lacks ([UNK]), a full-width digit (normalised), long sentences (several chunks).
 NER_CONLL = [
     "首 B-PER", "的 I-PER", "一 O", " \tO", "是 B-LOC", "在 I-LOC", "\x01\tO", "不 O", "A B-PER", "龍 I-PER", "了 O",
-    "１ O", "有 B-LOC", "和 O", "人 O", "这 O", "中 B-PER", "大 O", "为 O", "😀\tO", "上 B-LOC", "个 I-LOC", "国 I-LOC",
+    "１ O", "有 B-LOC", "和 O", "人 O", "这 O", "中 B-PER", "大 O", "为 O", "😀\tO", "上 B-LOC", "个 I-LOC",
+    "国 I-LOC",
     "尾 O", "",
     "前 B-LOC", "后 I-LOC", "",
     "左 O", "右 B-PER", "的 I-PER", "一 I-PER", "是 I-PER", "在 I-PER", "不 I-PER", "了 I-PER", "有 I-PER", "和 O",
@@ -171,7 +173,8 @@ def test_ner_main(model_dir, tmp_path):
 # Question answering
 # ------------------------------------------------------------------------------------------------------------------
 
-QA_EXTRA = list("问答什么谁哪里北京大学清华市我们模型提出发布年月日，。？（）") + ["bert", "goo", "##gle", "20", "##18"]
+QA_EXTRA = list("问答什么谁哪里北京大学清华市我们模型提出发布年月日，。？（）")
+QA_EXTRA += ["bert", "goo", "##gle", "20", "##18"]
 QA_VOCAB = h.VOCAB + [t for t in QA_EXTRA if t not in h.VOCAB]
 
 
@@ -201,8 +204,8 @@ def test_qa_windows_and_positions(tmp_path):
     (tmp_path / "train.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     out = tmp_path / "out"
     trainer = run_qa.main(train_args(model_dir, out, "--train_file", tmp_path / "train.json", "--validation_file",
-                                     tmp_path / "train.json", "--do_eval", "--max_seq_length", "32", "--doc_stride", "8",
-                                     "--max_query_length", "6"))
+                                     tmp_path / "train.json", "--do_eval", "--max_seq_length", "32",
+                                     "--doc_stride", "8", "--max_query_length", "6"))
     names = ["input_ids", "token_type_ids", "attention_mask", "char_start", "char_end", "example_index",
              "window_index", "length", "start_positions", "end_positions"]
     got = {"train": columns(trainer.train_dataset, names), "validation": columns(trainer.eval_dataset, names),

@@ -2,9 +2,10 @@
 
 import logging
 
+import helpers  # noqa: F401  (repo root on sys.path)
+
 import pytest
 
-import helpers  # noqa: F401  (repo root on sys.path)
 import training
 from training import RecipeTrainingArguments
 

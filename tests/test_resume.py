@@ -16,7 +16,6 @@ import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import helpers as h  # noqa: E402  (also puts the repo root on sys.path and switches the Hub offline)
-
 from helpers import REPO_ROOT  # noqa: E402
 
 import run_classification as rc  # noqa: E402

@@ -4,11 +4,12 @@ main() on a tiny BERT, including loading the checkpoint into the fine-tuning scr
 import json
 import random
 
+import helpers as h
+
 import numpy as np
 import pytest
 import torch
 
-import helpers as h
 import run_mlm
 import utils_mlm
 from script_utils import DataError
@@ -134,7 +135,8 @@ def test_whole_word_masking_masks_all_characters_of_a_word_together(tokenizer):
 
 
 def test_whole_word_masking_keeps_the_80_10_10_split_and_never_masks_special_tokens(tokenizer):
-    """transformers' collator drops random replacements under whole-word masking; the recipe's jieba words keep them."""
+    """transformers' collator drops random replacements under whole-word masking; the recipe's jieba words keep
+    them."""
     import jieba
 
     rng = random.Random(1)
@@ -478,7 +480,8 @@ def test_build_corpus_reads_every_shared_data_format_and_excludes_dev_sentences(
     substrings of longer documents; every count is reported per source."""
     from data_scripts import build_corpus
 
-    thucnews = h.write_tsv(tmp_path / "thucnews" / "train.txt", [["训练集的新闻标题一", "0"], ["训练集的新闻标题二", "3"]])
+    thucnews = h.write_tsv(tmp_path / "thucnews" / "train.txt",
+                           [["训练集的新闻标题一", "0"], ["训练集的新闻标题二", "3"]])
     chnsenti = h.write_tsv(tmp_path / "chnsenticorp" / "train.tsv", [
         ["1", "酒店的服务很周到，房间干净。"],
         ["0", "房间太小了。这是开发集里的一句评论！"],  # contains a dev sentence: excluded
@@ -492,7 +495,8 @@ def test_build_corpus_reads_every_shared_data_format_and_excludes_dev_sentences(
         {"sentence1": "花呗怎么还款呢", "sentence2": "借呗如何提前还款", "label": "0"}])
     squad = {"version": "v1.0", "data": [{"title": "t", "paragraphs": [
         {"context": "北京大学创办于1898年，是中国近代第一所国立综合性大学。",
-         "qas": [{"id": "q1", "question": "北京大学创办于哪一年？", "answers": [{"text": "1898年", "answer_start": 7}]}]}]}]}
+         "qas": [{"id": "q1", "question": "北京大学创办于哪一年？",
+                  "answers": [{"text": "1898年", "answer_start": 7}]}]}]}]}
     cmrc = tmp_path / "cmrc2018" / "train.json"
     cmrc.parent.mkdir()
     cmrc.write_text(json.dumps(squad, ensure_ascii=False, indent=2), encoding="utf-8")  # pretty-printed, as shipped

@@ -21,12 +21,13 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import helpers as h  # noqa: E402  (also puts the repo root on sys.path)
 
+from transformers import AutoModelForTokenClassification, AutoTokenizer, BertConfig, BertForMaskedLM  # noqa: E402
+
 import heads  # noqa: E402
 import run_ner  # noqa: E402
 import utils_ner  # noqa: E402
 from heads.modeling_token_heads import CRF, allowed_transitions  # noqa: E402
 from script_utils import DataError  # noqa: E402
-from transformers import AutoModelForTokenClassification, AutoTokenizer, BertConfig, BertForMaskedLM  # noqa: E402
 
 # Entities of the learnable fixture: PER = 甲 乙..., LOC = 丙 丁...; the rest is filler. Names have no hyphen on
 # purpose: they become directory names, and a directory name becomes a module name under trust_remote_code.
@@ -513,8 +514,9 @@ def test_custom_heads_reload_with_trust_remote_code_in_a_fresh_process(from_mlm)
     for head in custom:
         config = json.loads((root / head / "config.json").read_text())
         config_class, model_class = heads.TOKEN_HEADS[head]
-        assert config["auto_map"] == {"AutoConfig": f"configuration_token_heads.{config_class.__name__}",
-                                      "AutoModelForTokenClassification": f"modeling_token_heads.{model_class.__name__}"}
+        assert config["auto_map"] == {
+            "AutoConfig": f"configuration_token_heads.{config_class.__name__}",
+            "AutoModelForTokenClassification": f"modeling_token_heads.{model_class.__name__}"}
         assert {"configuration_token_heads.py", "modeling_token_heads.py", "modeling_heads.py",
                 "configuration_heads.py"} <= set(os.listdir(root / head))
     assert "auto_map" not in json.loads((root / "softmax" / "config.json").read_text())

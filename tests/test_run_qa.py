@@ -182,7 +182,8 @@ def test_oracle_logits_give_the_exact_answer_substring(scripts_run):
 def test_answer_crossing_a_window_boundary_is_found_in_the_next_window(scripts_run):
     trainer = scripts_run["trainer"]
     index = trainer.train_examples["id"].index("crossing")
-    windows = sorted((f for f in trainer.train_dataset if f["example_index"] == index), key=lambda f: f["window_index"])
+    windows = sorted((f for f in trainer.train_dataset if f["example_index"] == index),
+                     key=lambda f: f["window_index"])
     assert [min(c for c in w["char_start"] if c >= 0) for w in windows] == [0, 15, 30, 37]
     # window 0 holds characters 0..22: the answer (20..27) is cut, so it points at [CLS]
     assert max(windows[0]["char_end"]) == 23
@@ -351,7 +352,8 @@ def test_best_null_threshold():
     best_answers = {"a": "北京", "b": "北京", "c": "天津"}
     null_odds = {"a": -2.0, "b": 1.0, "c": 3.0}
     # threshold 0: a answered (1), b null (1), c null (0) -> 2/3
-    result = utils_qa.qa_metrics(golds, {"a": "北京", "b": "", "c": ""}, null_odds=null_odds, best_answers=best_answers)
+    result = utils_qa.qa_metrics(golds, {"a": "北京", "b": "", "c": ""}, null_odds=null_odds,
+                                 best_answers=best_answers)
     assert result["f1"] == pytest.approx(200 / 3)
     assert result["best_f1"] == pytest.approx(200 / 3) and result["best_f1_threshold"] == -2.0
     assert result["has_answer_total"] == 2 and result["no_answer_total"] == 1
@@ -521,8 +523,10 @@ def test_json_lines_formats(qa_model_dir, tmp_path):
     a test file without answers."""
     context = "我们在北京大学学习，北京是首都。"
     lines = [
-        {"id": 1, "question": "在哪里学习？", "context": context, "answers": [{"text": "北京大学", "answer_start": 3}]},
-        {"id": "2", "question": "首都是哪里？", "context": context, "answers": {"text": ["北京"], "answer_start": [10]}},
+        {"id": 1, "question": "在哪里学习？", "context": context,
+         "answers": [{"text": "北京大学", "answer_start": 3}]},
+        {"id": "2", "question": "首都是哪里？", "context": context,
+         "answers": {"text": ["北京"], "answer_start": [10]}},
         {"id": 3, "question": "什么？", "context": context, "answers": {"text": ["学习"], "answer_start": [0]}},
     ]
     train = h.write_jsonl(tmp_path / "train.jsonl", lines)
@@ -641,7 +645,8 @@ def test_freeze_all_trains_only_the_span_head(qa_model_dir, scripts_run, tmp_pat
 
 def good_squad():
     return {"data": [{"title": "t", "paragraphs": [
-        {"context": "我们在北京大学学习。", "qas": [qa("q0", "在哪里？", ("北京大学", 3)), qa("q1", "学什么？", ("学习", 7))]},
+        {"context": "我们在北京大学学习。",
+         "qas": [qa("q0", "在哪里？", ("北京大学", 3)), qa("q1", "学什么？", ("学习", 7))]},
         {"context": "北京是首都。", "qas": [qa("q2", "首都？", ("北京", 0))]},
     ]}]}
 
