@@ -17,6 +17,9 @@ sentence1/sentence2). An "id" field and a label column are copied to the output 
 Output: JSON lines, one per input in input order, e.g.
     {"line": 1, "text": "...", "label": "体育", "score": 0.97, "top_k": [{"label": "体育", "score": 0.97}, ...],
      "truncated": false}
+A multi-label model lists every label at or above its saved threshold, most probable first, with its sigmoid
+probability: {"labels": [{"label": "体育", "score": 0.91}, {"label": "娱乐", "score": 0.66}], "top_k": [...]}; a
+regression model gives the number: {"prediction": 3.82}.
 "line" (input from a file or stdin) is the input line; a blank line is not predicted but keeps its record,
 {"line": 2, "text": "", "skipped": "blank line"}, so the output lines up with the input. Input must be UTF-8 (a GBK
 file or pipe is an error naming the line and the iconv command that converts it).
@@ -53,7 +56,13 @@ import utils_ner
 import utils_qa
 from script_utils import DataError, decoded_lines, run_main
 from training import cpu_bf16_is_fast
-from utils_classification import DEFAULT_TEXT_COLUMNS, ClassificationEncoder, ClassificationSettings, WindowCollator
+from utils_classification import (
+    DEFAULT_TEXT_COLUMNS,
+    ClassificationEncoder,
+    ClassificationSettings,
+    LabelScheme,
+    WindowCollator,
+)
 
 logger = logging.getLogger("predict")
 
@@ -185,7 +194,9 @@ class ClassificationPredictor:
     """A run_classification.py model: texts encoded exactly as the script encodes them (its own functions), batches
     sorted by length and padded per batch, logits from PyTorch (fp32, or bf16/fp16 autocast) or ONNX Runtime.
 
-    predict(records) -> [{"text", ["text_pair"], "label", "score", "top_k": [{"label", "score"}], "truncated"}]
+    predict(records) -> [{"text", ["text_pair"], "label", "score", "top_k": [{"label", "score"}], "truncated"}];
+    a multi-label model gives "labels" (every label at or above its threshold, [{"label", "score"}]) instead of
+    "label"/"score", a regression model "prediction" (a number) and no top_k.
     """
 
     task = "text-classification"
@@ -214,6 +225,9 @@ class ClassificationPredictor:
         self.collator = WindowCollator(self.tokenizer.pad_token_id) if self.windows else DataCollatorWithPadding(
             self.tokenizer)
         self.id2label = {int(k): v for k, v in self.config.id2label.items()}
+        self.scheme = LabelScheme.of_model(self.config)  # single-label, multi-label or regression
+        if self.scheme.problem_type == "regression":
+            self.id2label = {}  # one number per text: top_k does not apply
         self.precision = precision
         self.onnx_path = onnx_path
         if onnx_path:
@@ -272,7 +286,7 @@ class ClassificationPredictor:
         features, truncated = self.encode(records)
         sizes = [sum(len(w) for w in f["input_ids"]) if self.windows else len(f["input_ids"]) for f in features]
         order = np.argsort(sizes, kind="stable")
-        out = np.zeros((len(features), len(self.id2label)), dtype=np.float32)
+        out = np.zeros((len(features), self.config.num_labels), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             out[idx] = self.forward(self.collate([features[i] for i in idx]))
@@ -284,16 +298,26 @@ class ClassificationPredictor:
         if not records:
             return []
         logits, truncated = self.logits(records, batch_size)
-        probs = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+        scores, chosen = self.scheme.scores(logits), self.scheme.predict(logits)
+        problem_type = self.scheme.problem_type
         k = len(self.id2label) if top_k is None or top_k <= 0 else min(top_k, len(self.id2label))
         results = []
-        for record, p, cut in zip(records, probs, truncated):
-            best = np.argsort(-p, kind="stable")[:k]
+        for i, (record, cut) in enumerate(zip(records, truncated)):
             out = {key: record[key] for key in ("id",) if key in record}
             out.update({f: record[f] for f in self.fields})
-            out.update(label=self.id2label[int(best[0])], score=round(float(p[best[0]]), 6),
-                       top_k=[{"label": self.id2label[int(j)], "score": round(float(p[j]), 6)} for j in best],
-                       truncated=bool(cut))
+            if problem_type == "regression":
+                out["prediction"] = round(float(scores[i]), 6)
+            else:
+                p = scores[i]
+                best = np.argsort(-p, kind="stable")[:k]
+                top = [{"label": self.id2label[int(j)], "score": round(float(p[j]), 6)} for j in best]
+                if problem_type == "multi_label_classification":  # every label at or above the threshold
+                    above = sorted(np.flatnonzero(chosen[i]), key=lambda j: -p[j])
+                    out["labels"] = [{"label": self.id2label[int(j)], "score": round(float(p[j]), 6)} for j in above]
+                else:
+                    out.update(label=top[0]["label"], score=top[0]["score"])
+                out["top_k"] = top
+            out["truncated"] = bool(cut)
             if "true_label" in record:
                 out["true_label"] = record["true_label"]
             results.append(out)

@@ -16,7 +16,10 @@ or JSON lines. Two text columns (`--text_column_names sentence1,sentence2`) are 
 `[CLS] a [SEP] b [SEP]` with token_type_ids 0 for a and 1 for b. Headerless files with other columns:
 `--column_names label,text` (the cnews format). Or a dataset instead of files (data_sources.py): `--dataset_name clue
 --dataset_config_name tnews` (a Hub id, read from the local cache offline), a folder of train/validation/test files,
-or a save_to_disk folder; ClassLabel names become the model's labels.
+or a save_to_disk folder; ClassLabel names become the model's labels. What a label is comes from the training
+labels (or --problem_type): one class per text; a list of classes (JSON lines, or --label_delimiter) is
+multi-label (sigmoid, binary cross-entropy, --multi_label_threshold); numbers with decimals (or --do_regression)
+are regression (one output, MSE). A label that cannot be read so is an error naming the file and line.
 
 What differs from the Hugging Face example (on purpose):
   * batches are padded dynamically and drawn in length pools (`--train_sampling_strategy length_pools`), instead of
@@ -49,7 +52,6 @@ from typing import Optional
 
 import datasets
 import numpy as np
-import torch
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -71,13 +73,14 @@ from training import (
     save_training,
 )
 from utils_classification import (
+    PROBLEM_TYPES,
     ClassificationEncoder,
     ClassificationSettings,
     ClassificationTrainer,
+    LabelScheme,
     WindowCollator,
     auto_max_seq_length,
     build_label_list,
-    compute_metrics,
     count_tokens,
     default_head_tokens,
     generate_examples,
@@ -85,8 +88,6 @@ from utils_classification import (
     read_class_weights,
     read_files,
     show_examples,
-    write_predictions,
-    write_report,
 )
 
 logger = logging.getLogger(__name__)
@@ -184,6 +185,26 @@ class DataTrainingArguments(DatasetArguments):
         metadata={"help": "TSV/CSV files without a header: the names of their columns, comma-separated, e.g. "
                   "label,text for the cnews format (label first). Test files may leave the label out."},
     )
+    problem_type: Optional[str] = field(
+        default=None,
+        metadata={"help": "What a label is. Default: detected from the training labels: a list (JSON lines) or "
+                  "--label_delimiter -> multi_label_classification; numbers with decimals (4.5, 2.0) -> regression; "
+                  "else single_label_classification. Without training: the model's.", "choices": list(PROBLEM_TYPES)},
+    )
+    do_regression: bool = field(
+        default=False, metadata={"help": "Labels are numbers to predict (as --problem_type regression): num_labels=1, "
+                                 "MSE loss; metrics MSE, MAE, Pearson, Spearman."},
+    )
+    label_delimiter: Optional[str] = field(
+        default=None,
+        metadata={"help": "Multi-label TSV/CSV: the character between a text's labels, e.g. '|' for 体育|娱乐 (JSON "
+                  "lines: write the labels as a list). Also joins the labels in predict_results.tsv."},
+    )
+    multi_label_threshold: Optional[float] = field(
+        default=None,
+        metadata={"help": "Multi-label: a label is predicted when its sigmoid probability is at least this (0.5). "
+                  "Saved with the model, so predict.py and later evaluations use it."},
+    )
     has_header: Optional[bool] = field(
         default=None,
         metadata={"help": "Whether TSV/CSV files start with a header line. Default: detected (a header is a first "
@@ -276,28 +297,40 @@ def main(args=None):
     shuffle = data_args.shuffle_train_dataset and "train" in files
     if shuffle:  # every row is read and checked, then --max_train_samples takes N of the shuffled rows (below)
         limits = dict(limits, train=None)
-    text_columns, schemas, scans = read_files(files, data_args, limits)
+    # Without training, the model's config knows the labels: their names and what a label is (problem_type)
+    trained = None if "train" in files else AutoConfig.from_pretrained(
+        model_args.config_name or model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+    problem_type = data_args.problem_type or ("regression" if data_args.do_regression else None)
+    if trained is not None:
+        trained_problem = LabelScheme.of_model(trained).problem_type
+        if problem_type not in (None, trained_problem):
+            raise ValueError(f"The model was trained for {trained_problem}, not {problem_type}.")
+        problem_type = trained_problem
+    text_columns, schemas, scans, problem_type = read_files(files, data_args, limits, problem_type)
     if data_args.text_column_delimiter is not None:
         logger.info(f"Text columns {text_columns} joined into one text with {data_args.text_column_delimiter!r}")
         text_columns = ["text"]
     is_pair = len(text_columns) == 2
 
-    # Labels: mapped once; the saved config keeps the names (id2label), so predictions come back as names.
-    if "train" in scans:  # a dataset's ClassLabel names, else --label_file, else the training labels
+    # Labels: mapped once; the saved config keeps the names (id2label), so predictions come back as names. A
+    # regression model has one output, named after the label column; a dataset's ClassLabel names come first.
+    if trained is not None:
+        label_list = [trained.id2label[i] for i in range(trained.num_labels)]
+    elif problem_type == "regression":
+        label_list = [data_args.label_column_name]
+    else:
         label_list = (class_label_names(files["train"], data_args.label_column_name)
                       or build_label_list(scans["train"][1], data_args.label_file))
-    else:  # evaluating or predicting with a trained model: its config knows the labels
-        config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path,
-                                            trust_remote_code=model_args.trust_remote_code)
-        label_list = [config.id2label[i] for i in range(config.num_labels)]
-    label2id_in_data = label_ids(scans, files, label_list, data_args.label_file)
+    label2id_in_data = {} if problem_type == "regression" else label_ids(scans, files, label_list,
+                                                                        data_args.label_file)
 
     raw = {}
     for split, path in files.items():
         schema = schemas[split]
         fingerprint_source = json.dumps([source_fingerprint(path), schema.text_columns,
                                          schema.label_column, label2id_in_data, limits[split], data_args.has_header,
-                                         data_args.skip_bad_rows, data_args.text_column_delimiter],
+                                         data_args.skip_bad_rows, data_args.text_column_delimiter, problem_type,
+                                         data_args.label_delimiter],
                                         ensure_ascii=False)
         with training_args.main_process_first(desc=f"reading {split}"):  # one process writes the Arrow cache
             raw[split] = datasets.Dataset.from_generator(
@@ -305,7 +338,7 @@ def main(args=None):
                 # tuples, not lists: datasets would read a list in gen_kwargs as shards for parallel generation
                 gen_kwargs={"path": path, "data_args": data_args, "text_columns": tuple(schema.text_columns),
                             "label_column": schema.label_column, "label2id": label2id_in_data,
-                            "limit": limits[split]},
+                            "limit": limits[split], "problem_type": problem_type},
                 fingerprint=hashlib.sha256(fingerprint_source.encode()).hexdigest()[:16],
             )
 
@@ -326,7 +359,7 @@ def main(args=None):
     config = AutoConfig.from_pretrained(
         config_source, num_labels=len(label_list), id2label=dict(enumerate(label_list)),
         label2id={n: i for i, n in enumerate(label_list)}, finetuning_task="text-classification", **hub_kwargs)
-    config.problem_type = "single_label_classification"
+    config.problem_type = problem_type  # the heads' loss: cross-entropy, binary cross-entropy or MSE
     # The head: a flag turns the BERT config into a head config (heads/); without one the checkpoint keeps its own
     # (a plain BERT gets the linear head on the pooler; other architectures, e.g. ERNIE, pass through unchanged).
     if model_args.head or model_args.pooling or heads.head_of(config) is not None:
@@ -384,6 +417,14 @@ def main(args=None):
                              f"window).")
         logger.info(f"Sliding windows: {settings.max_seq_length} tokens each ({budget} of text), a new one every "
                     f"{settings.window_stride} tokens, at most {settings.max_windows} per document")
+    if problem_type == "multi_label_classification":
+        if settings.multi_label_threshold is None:
+            settings.multi_label_threshold = 0.5
+        if not 0 < settings.multi_label_threshold < 1:
+            raise ValueError(f"--multi_label_threshold {settings.multi_label_threshold}: a probability in (0, 1).")
+    else:
+        settings.multi_label_threshold = None
+    scheme = LabelScheme(problem_type, label_list, settings.multi_label_threshold)
 
     encoder = ClassificationEncoder(tokenizer, settings, windows=use_windows)
     encoded = {}
@@ -401,7 +442,9 @@ def main(args=None):
         data_summary["splits"][split] = {
             "file": files[split], "examples": len(ds), "skipped_rows": dict(skipped), "truncated": n_truncated,
             "mean_tokens": round(float(np.mean(ds["length"])), 2),
-            "label_counts": {label_list[label2id_in_data[l]]: c for l, c in labels.items()}}
+            "label_counts": {label_list[label2id_in_data[l]]: c for l, c in labels.items()} if label2id_in_data else
+            {"min": min(labels), "max": max(labels), "mean": sum(v * c for v, c in labels.items()) / n_rows}
+            if labels else {}}
         if split != "train":
             ds = ds.sort("length")  # evaluation in length order: less padding; "row" maps results back
         encoded[split] = ds
@@ -429,8 +472,10 @@ def main(args=None):
     else:
         collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.fp16 else None)
     callbacks = evaluation_callbacks(training_args, "validation" in encoded, data_args.early_stopping_patience,
-                                     "accuracy")
+                                     scheme.best_metric)
     class_weights = None
+    if data_args.class_weights and problem_type != "single_label_classification":
+        raise ValueError(f"--class_weights weights cross-entropy (single-label classification), not {problem_type}.")
     if data_args.class_weights and "train" in encoded:
         class_weights = read_class_weights(data_args.class_weights, label_list, encoded["train"]["label"])
         logger.info("class weights: " + ", ".join(f"{n}={w:.3f}" for n, w in zip(label_list, class_weights.tolist())))
@@ -442,7 +487,7 @@ def main(args=None):
         eval_dataset=encoded.get("validation"),
         processing_class=tokenizer,
         data_collator=collator,
-        compute_metrics=compute_metrics,
+        compute_metrics=scheme.compute_metrics,
         callbacks=callbacks,
     )
     output_dir = training_args.output_dir
@@ -456,7 +501,7 @@ def main(args=None):
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=resume)
         trainer.save_model()  # safetensors weights, config with id2label/label2id, tokenizer files
-        save_training(trainer, train_result, train_samples=len(encoded["train"]),
+        save_training(trainer, train_result, scheme.curves, train_samples=len(encoded["train"]),
                       max_seq_length=settings.max_seq_length,
                       train_tokens_per_epoch=int(np.sum(encoded["train"]["length"])))  # non-padding tokens
 
@@ -467,26 +512,24 @@ def main(args=None):
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
         if is_main:
-            preds = np.argmax(output.predictions, axis=-1)
-            results["eval"] = write_report(output_dir, "eval", output.label_ids, preds, label_list)
+            results["eval"] = scheme.write_report(output_dir, "eval", output.label_ids, output.predictions)
 
     # ---- Predict --------------------------------------------------------------------------------------------------
     if training_args.do_predict:
         test = encoded["test"]
         has_labels = "label" in test.column_names
         output = trainer.predict(test, metric_key_prefix="predict")
-        probs = torch.softmax(torch.tensor(output.predictions, dtype=torch.float32), dim=-1).numpy()
         if has_labels:
             metrics = dict(output.metrics, predict_samples=len(test))
             trainer.log_metrics("predict", metrics)
             trainer.save_metrics("predict", metrics)
         if is_main:
             path = os.path.join(output_dir, "predict_results.tsv")
-            write_predictions(path, test, text_columns, label_list, probs)
+            scheme.write_predictions(path, test, text_columns, output.predictions, data_args.label_delimiter or "|")
             logger.info(f"Predictions for {len(test)} texts: {path}")
             if has_labels:
-                results["predict"] = write_report(output_dir, "predict", np.array(test["label"]),
-                                                  probs.argmax(axis=-1), label_list)
+                results["predict"] = scheme.write_report(output_dir, "predict", np.array(test["label"]),
+                                                         output.predictions)
 
     # ---- Hub-ready output directory: model card (README.md), then --push_to_hub -----------------------------------
     if training_args.do_train:
@@ -501,8 +544,9 @@ def main(args=None):
     if is_main and results:
         for split, text in results.items():
             name = {"eval": "validation", "predict": "test"}[split]
-            print(f"\n***** Classification report: {name} ({files['validation' if split == 'eval' else 'test']}) "
-                  f"*****\n{text}")
+            kind = "Regression" if problem_type == "regression" else "Classification"
+            path = files["validation" if split == "eval" else "test"]
+            print(f"\n***** {kind} report: {name} ({path}) *****\n{text}")
         written = sorted(f for f in os.listdir(output_dir) if os.path.isfile(os.path.join(output_dir, f)))
         print(f"Files in {output_dir}: {', '.join(written)}")
     return trainer

@@ -189,7 +189,8 @@ def evaluation_callbacks(training_args, has_validation, early_stopping_patience=
                          f"{training_args.eval_strategy}).")
     training_args.load_best_model_at_end = True
     training_args.metric_for_best_model = training_args.metric_for_best_model or default_metric
-    training_args.greater_is_better = not training_args.metric_for_best_model.endswith("loss")
+    # errors are better small: loss, mse (regression), mae, ...
+    training_args.greater_is_better = not training_args.metric_for_best_model.endswith(("loss", "mse", "mae"))
     return [EarlyStoppingCallback(early_stopping_patience=early_stopping_patience)]
 
 

@@ -35,6 +35,7 @@ class ClassificationSettings(SavedSettings):
     head_tokens: Optional[int] = None  # head+tail: tokens kept from the start (default: 128 of 510, scaled)
     window_stride: Optional[int] = None  # --head windows: a new window every N tokens (default: half a window)
     max_windows: Optional[int] = None  # --head windows: at most N windows per document (default 8)
+    multi_label_threshold: Optional[float] = None  # multi-label: a label is predicted when its probability >= this
 
     @property
     def budget(self):
@@ -179,7 +180,8 @@ def read_examples(path, data_args, schema=None, skipped=None, layout=None):
 
     if fmt == "json":  # JSON lines, or the rows of a dataset split (--dataset_name)
         for line_no, obj in json_objects(path, bad, skipped):
-            row = {k: "" if v is None else str(v) for k, v in obj.items()}
+            # texts as strings; the label as written (a list, a number, ...): label_value reads it or says what's wrong
+            row = {k: v if k == label_column else "" if v is None else str(v) for k, v in obj.items()}
             yield line_no, row
         return
 
@@ -247,21 +249,25 @@ def discover_schema(path, data_args, text_columns=None):
     raise DataError(f"{path}: no data rows (empty file?).")
 
 
-def scan_file(path, data_args, schema, limit=None):
-    """Validate every row before anything is trained; return (n_rows, label Counter, first line per label, skipped)."""
+def scan_file(path, data_args, schema, limit=None, problem_type="single_label_classification"):
+    """Validate every row before anything is trained; return (n_rows, label Counter, first line per label, skipped).
+    The Counter counts class names (multi-label: each name of each row) or, for regression, the values."""
     labels, first_line, skipped, n_rows = Counter(), {}, Counter(), 0
     for line_no, row in read_examples(path, data_args, schema, skipped):
         if limit is not None and n_rows >= limit:
             break
-        problem = None
+        problem, value = None, None
         for column in schema.text_columns:
             if column not in row:
                 problem = f"missing column '{column}'"
             elif not row[column].strip():
                 problem = f"empty text in column '{column}'; remove the line or pass --skip_bad_rows"
         if schema.label_column is not None and problem is None:
-            if not row.get(schema.label_column, "").strip():
-                problem = f"empty label in column '{schema.label_column}'; fill it in or remove the line"
+            try:
+                value = label_value(row.get(schema.label_column), problem_type, data_args.label_delimiter,
+                                    schema.label_column)
+            except LabelError as e:
+                problem = str(e)
         if problem:
             if not data_args.skip_bad_rows:
                 raise DataError(f"{path}:{line_no}: {problem}")
@@ -269,12 +275,97 @@ def scan_file(path, data_args, schema, limit=None):
             continue
         n_rows += 1
         if schema.label_column is not None:
-            label = row[schema.label_column].strip()
-            labels[label] += 1
-            first_line.setdefault(label, line_no)
+            for label in value if problem_type == "multi_label_classification" else [value]:
+                labels[label] += 1
+                first_line.setdefault(label, line_no)
     if n_rows == 0:
         raise DataError(f"{path}: no usable rows (skipped: {dict(skipped) or 'none'}).")
     return n_rows, labels, first_line, skipped
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What the labels are: one class (single-label), a set of classes (multi-label) or a number (regression)
+# ----------------------------------------------------------------------------------------------------------------
+
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
+SINGLE, MULTI, REGRESSION = PROBLEM_TYPES
+
+
+class LabelError(ValueError):
+    """A label value this run cannot read; the message says what is wrong and the fix (the caller adds file:line)."""
+
+
+def label_value(raw, problem_type, delimiter=None, column="label"):
+    """One label as the data gives it (a string from TSV/CSV; from JSON lines also a number, a list, ...) -> a class
+    name (single-label), a tuple of class names (multi-label) or a float (regression). Anything that cannot be read
+    as such raises LabelError: a label is never silently turned into something else."""
+    shown = json.dumps(raw, ensure_ascii=False)[:60]
+    where = f"in column '{column}'"
+    if isinstance(raw, dict):
+        raise LabelError(f"the label {where} is a JSON object {shown}; write a class name, a list of class names "
+                         f"(multi-label) or a number (regression)")
+    if raw is None or (isinstance(raw, str) and not raw.strip()) or (isinstance(raw, float) and math.isnan(raw)):
+        raise LabelError(f"empty label {where}; fill it in or remove the line (it is {shown})")
+    if problem_type == REGRESSION:
+        try:
+            if isinstance(raw, (bool, list)):
+                raise ValueError
+            value = float(raw)
+        except ValueError:
+            raise LabelError(f"label {shown} {where} is not a number, and this is a regression run (number labels, "
+                             f"--do_regression); fix the label, or drop --do_regression / --problem_type regression")
+        if not math.isfinite(value):
+            raise LabelError(f"label {shown} {where} is not a finite number; fill in a value or remove the line")
+        return value
+    if problem_type == MULTI:
+        if isinstance(raw, list):
+            names = raw
+        elif delimiter and isinstance(raw, str):
+            names = raw.split(delimiter)
+        else:
+            raise LabelError(f"label {shown} {where} is a single value in a multi-label run; write it as a list "
+                             f"[{shown}] (JSON lines), or pass --label_delimiter for TSV/CSV labels such as 体育|娱乐")
+        if any(isinstance(n, (bool, float, list, dict)) or n is None or not str(n).strip() for n in names):
+            raise LabelError(f"label {shown} {where}: every item of a multi-label list must be a class name (a string "
+                             f"or an integer id), none empty")
+        return tuple(dict.fromkeys(str(n).strip() for n in names))  # a name given twice counts once
+    if isinstance(raw, list):
+        raise LabelError(f"the label {where} is a list {shown}, but this run is single-label (one class per text); "
+                         f"for multi-label, write every training label as a list (or pass --problem_type "
+                         f"multi_label_classification), else write one class name")
+    return str(raw).strip()
+
+
+def detect_problem_type(path, data_args, schema, limit=None):
+    """From the training labels, as the Hugging Face example decides: a list label -> multi-label; numbers only, one
+    of them not an integer (4.5, 2.0) -> regression; anything else -> single-label. Returns (problem type, reason)."""
+    if data_args.label_delimiter:
+        return MULTI, f"--label_delimiter {data_args.label_delimiter!r}"
+    decimal_line, numbers_only, n_rows = None, True, 0
+    for line_no, row in read_examples(path, data_args, schema, Counter()):
+        if limit is not None and n_rows >= limit:
+            break
+        n_rows += 1
+        raw = row.get(schema.label_column)
+        if isinstance(raw, list):
+            return MULTI, f"{path}:{line_no} has a list label {json.dumps(raw, ensure_ascii=False)[:60]}"
+        if not numbers_only or raw is None or (isinstance(raw, str) and not raw.strip()):
+            continue  # an empty label is scan_file's error
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+            numbers_only = False
+            continue
+        try:
+            number = float(raw)
+        except ValueError:
+            numbers_only = False
+            continue
+        if not math.isfinite(number):
+            continue  # scan_file's error
+        if decimal_line is None and (isinstance(raw, float) or not str(raw).strip().lstrip("+-").isdigit()):
+            decimal_line = (line_no, raw)
+    if numbers_only and decimal_line:
+        return REGRESSION, f"{path}: every label is a number, e.g. {decimal_line[1]!r} on line {decimal_line[0]}"
+    return SINGLE, "one class name or id per text"
 
 
 def build_label_list(train_labels, label_file):
@@ -306,16 +397,15 @@ def label_to_id_map(label_list, observed_labels):
     return mapping
 
 
-def generate_examples(path, data_args, text_columns, label_column, label2id, limit):
-    """Rows for datasets.Dataset.from_generator (written to an Arrow file, not kept in memory)."""
-    scanned = 0
+def generate_examples(path, data_args, text_columns, label_column, label2id, limit, problem_type=SINGLE):
+    """Rows for datasets.Dataset.from_generator (written to an Arrow file, not kept in memory). The label: a class id
+    (single-label), a multi-hot float vector over label2id's classes (multi-label, for BCE) or a float (regression)."""
+    scanned, n_labels = 0, len(set(label2id.values()))
     for line_no, row in read_examples(path, data_args, FileSchema(list(text_columns), label_column)):
         if limit is not None and scanned >= limit:
             return
         if any(not row.get(c, "").strip() for c in text_columns):
             continue  # counted by scan_file
-        if label_column is not None and not row.get(label_column, "").strip():
-            continue
         example = {"row": scanned, "line": line_no}
         delimiter = getattr(data_args, "text_column_delimiter", None)
         if delimiter is not None:  # the columns joined into one text, as the Hugging Face example does
@@ -323,14 +413,24 @@ def generate_examples(path, data_args, text_columns, label_column, label2id, lim
         else:
             example.update({c: row[c] for c in text_columns})
         if label_column is not None:
-            example["label"] = label2id[row[label_column].strip()]
+            try:
+                value = label_value(row.get(label_column), problem_type, data_args.label_delimiter, label_column)
+            except LabelError:
+                continue  # counted by scan_file (--skip_bad_rows; without it scan_file stopped the run)
+            if problem_type == MULTI:
+                example["label"] = [0.0] * n_labels
+                for name in value:
+                    example["label"][label2id[name]] = 1.0
+            else:
+                example["label"] = value if problem_type == REGRESSION else label2id[value]
         scanned += 1
         yield example
 
 
-def read_files(files, data_args, limits):
+def read_files(files, data_args, limits, problem_type=None):
     """Check every data file ({split: path}) before anything heavy: the text columns (from the first file), each
-    file's columns and labels, every row. Returns (text_columns, {split: FileSchema}, {split: scan_file result})."""
+    file's columns and labels, every row. problem_type None: detected from the training labels. Returns
+    (text_columns, {split: FileSchema}, {split: scan_file result}, problem_type)."""
     first = next(iter(files.values()))
     text_columns = discover_schema(first, data_args).text_columns
     schemas, scans = {}, {}
@@ -340,7 +440,10 @@ def read_files(files, data_args, limits):
             raise DataError(f"{path}: no label column '{data_args.label_column_name}' (first row: "
                             f"{schemas[split].text_columns} only); is it tab-separated text<TAB>label? Otherwise set "
                             f"--label_column_name.")
-        scans[split] = scan_file(path, data_args, schemas[split], limits[split])
+        if problem_type is None:  # the first split is the training file when there is one
+            problem_type, reason = detect_problem_type(path, data_args, schemas[split], limits[split])
+            logger.info(f"Labels: {problem_type} ({reason}); --problem_type sets it otherwise")
+        scans[split] = scan_file(path, data_args, schemas[split], limits[split], problem_type)
         n_rows, labels, _, skipped = scans[split]
         logger.info(f"{split}: {path}: {n_rows} rows, columns {schemas[split].text_columns}"
                     + (f" + label '{schemas[split].label_column}'" if schemas[split].label_column else " (no labels)")
@@ -352,7 +455,7 @@ def read_files(files, data_args, limits):
         logger.warning(f"{first}: no header and 3 columns per line: read as a sentence pair (text_a<TAB>text_b<TAB>"
                        f"label). If only one column is the text, pass --text_column_names text_a (or text_b); to keep "
                        f"the pair and silence this, pass --text_column_names text_a,text_b.")
-    return text_columns, schemas, scans
+    return text_columns, schemas, scans, problem_type
 
 
 def label_ids(scans, files, label_list, label_file):
@@ -519,8 +622,9 @@ class WindowCollator:
             for j, window in enumerate(f["input_ids"]):
                 batch["input_ids"][i, j, :len(window)] = torch.tensor(window)
                 batch["attention_mask"][i, j, :len(window)] = 1
-        if "label" in features[0]:
-            batch["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.long)
+        if "label" in features[0]:  # a class id; a multi-hot vector (multi-label) or a number (regression): floats
+            labels = [f["label"] for f in features]
+            batch["labels"] = torch.tensor(labels, dtype=torch.long if isinstance(labels[0], int) else torch.float32)
         return batch
 
 
@@ -543,65 +647,187 @@ def show_examples(dataset, tokenizer, text_columns, label_list, n):
             print(f"input_ids:      {example['input_ids']}")
             print(f"token_type_ids: {example['token_type_ids']}")
             print(f"attention_mask: {example['attention_mask']}")
-        print(f"label:          {example['label']} ({label_list[example['label']]})")
+        print(f"label:          {example['label']} ({describe_label(example['label'], label_list)})")
 
 
-def write_predictions(path, test, text_columns, label_list, probs):
-    """predict_results.tsv: one row per test text in file order (line, texts, predicted label, its probability, and
-    the true label when the file has labels). `test` is in length order; its "row" column maps back."""
-    preds = probs.argmax(axis=-1)
-    has_labels = "label" in test.column_names
-    columns = {c: test[c] for c in text_columns}
-    lines, labels = test["line"], test["label"] if has_labels else None
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\t".join(["line"] + text_columns + ["predicted_label", "probability"] + (["label"] if has_labels
-                                                                                          else [])) + "\n")
-        for i in np.argsort(np.array(test["row"])):  # back to file order
-            # one row per text, whatever the text holds (CSV/JSON texts may contain tabs or newlines)
-            fields = [str(lines[i])] + [" ".join(columns[c][i].split()) for c in text_columns]
-            fields += [label_list[preds[i]], f"{probs[i, preds[i]]:.4f}"]
-            if has_labels:
-                fields.append(label_list[labels[i]])
-            f.write("\t".join(fields) + "\n")
+def describe_label(label, label_list):
+    """A label as the model sees it, in words: a class id -> its name; a multi-hot vector -> the names; a number."""
+    if isinstance(label, list):
+        return "|".join(label_list[i] for i, on in enumerate(label) if on) or "(none)"
+    return label_list[label] if isinstance(label, int) else f"{label:g}"
 
 
-def compute_metrics(eval_pred):
-    from sklearn.metrics import accuracy_score, f1_score
+@dataclass
+class LabelScheme:
+    """What the model predicts and how its logits are read, in training, in reports and in predict.py:
 
-    logits, labels = eval_pred
-    preds = np.argmax(logits, axis=-1)
-    warning = collapse_warning(preds, labels)
-    if warning:
-        logger.warning(warning)
-    return {
-        "accuracy": float(accuracy_score(labels, preds)),
-        "macro_f1": float(f1_score(labels, preds, average="macro", zero_division=0)),
-        "weighted_f1": float(f1_score(labels, preds, average="weighted", zero_division=0)),
-    }
+      single_label_classification  one class per text: softmax, the most probable class; cross-entropy
+      multi_label_classification   any number of classes: sigmoid per class, every class whose probability is at
+                                   least `threshold`; binary cross-entropy
+      regression                   one number (num_labels 1): the logit itself; mean squared error
+    """
 
+    problem_type: str
+    names: list  # class names in id order; for regression the one output's name (the label column)
+    threshold: float = 0.5  # multi-label only
 
-def write_report(output_dir, split, labels, preds, label_names):
-    """classification_report as text and JSON, and a confusion-matrix PNG. Returns the text report."""
-    from sklearn.metrics import classification_report, confusion_matrix
+    @classmethod
+    def of_model(cls, config):
+        """The scheme of a trained model: its config's problem_type (none: transformers' rule, one output is
+        regression), id2label and saved --multi_label_threshold."""
+        problem_type = config.problem_type or (REGRESSION if config.num_labels == 1 else SINGLE)
+        threshold = ClassificationSettings.saved_in(config).get("multi_label_threshold") or 0.5
+        return cls(problem_type, [config.id2label[i] for i in range(config.num_labels)], threshold)
 
-    ids = list(range(len(label_names)))
-    text = classification_report(labels, preds, labels=ids, target_names=label_names, digits=4, zero_division=0)
-    report = classification_report(labels, preds, labels=ids, target_names=label_names, output_dict=True,
-                                   zero_division=0)
-    matrix = confusion_matrix(labels, preds, labels=ids)
-    warning = collapse_warning(preds, labels, name_of=lambda i: f"class '{label_names[i]}'")
-    if warning:
-        text = f"WARNING: {warning}\n\n{text}"
-        report["warning"] = warning
-    with open(os.path.join(output_dir, f"{split}_classification_report.txt"), "w", encoding="utf-8") as f:
-        f.write(text)
-    with open(os.path.join(output_dir, f"{split}_classification_report.json"), "w", encoding="utf-8") as f:
-        json.dump({"report": report, "confusion_matrix": matrix.tolist(), "labels": label_names}, f,
-                  ensure_ascii=False, indent=2)
-    plot_confusion_matrix(matrix, label_names, os.path.join(output_dir, f"{split}_confusion_matrix.png"),
-                          title=f"{split}: {len(labels)} texts, accuracy {np.mean(labels == preds):.4f}")
-    return text
+    def scores(self, logits):
+        """logits [N, num_labels] -> class probabilities (softmax / per-class sigmoid) or, for regression, [N]."""
+        logits = torch.as_tensor(np.asarray(logits), dtype=torch.float32)
+        if self.problem_type == REGRESSION:
+            return logits[:, 0].numpy()
+        return (torch.sigmoid(logits) if self.problem_type == MULTI else torch.softmax(logits, dim=-1)).numpy()
 
+    def predict(self, logits):
+        """-> class ids [N] (single-label), a 0/1 matrix [N, num_labels] (multi-label) or numbers [N]."""
+        scores = self.scores(logits)
+        if self.problem_type == MULTI:
+            return (scores >= self.threshold).astype(np.int64)
+        return scores if self.problem_type == REGRESSION else scores.argmax(axis=-1)
+
+    def collapse_warning(self, preds, labels):
+        """training.collapse_warning for what this model predicts: a class; a set of classes (the same set, e.g. the
+        empty one, for nearly every text); regression: (nearly) the same number for every text."""
+        if self.problem_type == REGRESSION:
+            spread, gold_spread = float(np.std(preds)), float(np.std(labels))
+            if len(preds) > 1 and gold_spread > 0 and spread < 0.01 * gold_spread:
+                return (f"the model predicts about {float(np.mean(preds)):.4g} for every text (spread {spread:.3g}, "
+                        f"labels {gold_spread:.3g}): training has collapsed to one answer; check --learning_rate "
+                        f"and train longer")
+            return None
+        if self.problem_type == MULTI:
+            keys = ["|".join(map(str, np.flatnonzero(row))) for row in np.asarray(labels).round().astype(int)]
+            predicted = ["|".join(map(str, np.flatnonzero(row))) for row in preds]
+
+            def name_of(key):
+                return "{" + ", ".join(self.names[int(i)] for i in key.split("|") if i) + "}"
+
+            return collapse_warning(predicted, keys, name_of=lambda key: f"the label set {name_of(key)}")
+        return collapse_warning(preds, labels, name_of=lambda i: f"class '{self.names[i]}'")
+
+    def metrics(self, labels, preds):
+        from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error
+
+        if self.problem_type == REGRESSION:
+            from scipy.stats import pearsonr, spearmanr
+
+            labels, preds = np.asarray(labels, dtype=np.float64), np.asarray(preds, dtype=np.float64)
+            constant = len(labels) < 2 or np.ptp(preds) == 0 or np.ptp(labels) == 0
+            # the correlation of a constant is undefined (NaN): reported as 0, no linear relation
+            return {"mse": float(mean_squared_error(labels, preds)), "mae": float(mean_absolute_error(labels, preds)),
+                    "pearson": 0.0 if constant else float(pearsonr(labels, preds)[0]),
+                    "spearman": 0.0 if constant else float(spearmanr(labels, preds)[0])}
+        if self.problem_type == MULTI:
+            labels = np.asarray(labels).round().astype(np.int64)
+            return {"micro_f1": float(f1_score(labels, preds, average="micro", zero_division=0)),
+                    "macro_f1": float(f1_score(labels, preds, average="macro", zero_division=0)),
+                    "samples_f1": float(f1_score(labels, preds, average="samples", zero_division=0)),
+                    "subset_accuracy": float(accuracy_score(labels, preds))}  # every label of a text right
+        return {"accuracy": float(accuracy_score(labels, preds)),
+                "macro_f1": float(f1_score(labels, preds, average="macro", zero_division=0)),
+                "weighted_f1": float(f1_score(labels, preds, average="weighted", zero_division=0))}
+
+    def compute_metrics(self, eval_pred):
+        """For the Trainer: logits and labels of the evaluation set -> metrics (a collapse is logged)."""
+        logits, labels = eval_pred
+        preds = self.predict(logits)
+        warning = self.collapse_warning(preds, labels)
+        if warning:
+            logger.warning(warning)
+        return self.metrics(labels, preds)
+
+    @property
+    def best_metric(self):
+        """--metric_for_best_model's default."""
+        return {SINGLE: "accuracy", MULTI: "micro_f1", REGRESSION: "mse"}[self.problem_type]
+
+    @property
+    def curves(self):
+        """Eval metrics drawn in training_curves.png."""
+        return {SINGLE: ("eval_accuracy", "eval_macro_f1"), MULTI: ("eval_micro_f1", "eval_macro_f1"),
+                REGRESSION: ("eval_pearson", "eval_spearman")}[self.problem_type]
+
+    def write_report(self, output_dir, split, labels, logits):
+        """{split}_classification_report.txt/.json (and a confusion-matrix PNG for single-label); returns the text.
+        Per class precision/recall/F1 (multi-label: each class as its own yes/no question, then micro, macro,
+        weighted and samples averages); regression: MSE, MAE, Pearson, Spearman and the spread of both sides."""
+        from sklearn.metrics import classification_report, confusion_matrix, multilabel_confusion_matrix
+
+        preds = self.predict(logits)
+        metrics = self.metrics(labels, preds)
+        ids = list(range(len(self.names)))
+        extra = {}
+        if self.problem_type == REGRESSION:
+            labels = np.asarray(labels, dtype=np.float64)
+            report = dict(metrics, examples=len(labels), label_mean=float(np.mean(labels)),
+                          label_std=float(np.std(labels)), prediction_mean=float(np.mean(preds)),
+                          prediction_std=float(np.std(preds)))
+            text = "".join(f"{k:>16}  {v:.4f}\n" if isinstance(v, float) else f"{k:>16}  {v}\n"
+                           for k, v in report.items())
+        else:
+            if self.problem_type == MULTI:
+                labels = np.asarray(labels).round().astype(np.int64)
+                extra["confusion_matrices"] = {name: m.tolist() for name, m in zip(
+                    self.names, multilabel_confusion_matrix(labels, preds, labels=ids))}  # [[tn, fp], [fn, tp]]
+            kwargs = dict(labels=ids, target_names=self.names, zero_division=0)
+            text = classification_report(labels, preds, digits=4, **kwargs)
+            report = classification_report(labels, preds, output_dict=True, **kwargs)
+            if self.problem_type == MULTI:
+                text += f"\nsubset accuracy (every label of a text right): {metrics['subset_accuracy']:.4f}\n"
+                report["subset_accuracy"] = metrics["subset_accuracy"]
+        warning = self.collapse_warning(preds, labels)
+        if warning:
+            text = f"WARNING: {warning}\n\n{text}"
+            report["warning"] = warning
+        with open(os.path.join(output_dir, f"{split}_classification_report.txt"), "w", encoding="utf-8") as f:
+            f.write(text)
+        if self.problem_type == SINGLE:
+            matrix = confusion_matrix(labels, preds, labels=ids)
+            extra["confusion_matrix"] = matrix.tolist()
+            plot_confusion_matrix(matrix, self.names, os.path.join(output_dir, f"{split}_confusion_matrix.png"),
+                                  title=f"{split}: {len(labels)} texts, accuracy {np.mean(labels == preds):.4f}")
+        with open(os.path.join(output_dir, f"{split}_classification_report.json"), "w", encoding="utf-8") as f:
+            json.dump({"problem_type": self.problem_type, "report": report, **extra, "labels": self.names}, f,
+                      ensure_ascii=False, indent=2)
+        return text
+
+    def write_predictions(self, path, test, text_columns, logits, delimiter="|"):
+        """predict_results.tsv: one row per test text in file order: line, texts, then the prediction (single-label:
+        the class and its probability; multi-label: every class at or above the threshold, most probable first, and
+        their probabilities, joined by `delimiter`; regression: the number), and the true label when the file has
+        labels. `test` is in length order; its "row" column maps back."""
+        scores, preds = self.scores(logits), self.predict(logits)
+        has_labels = "label" in test.column_names
+        columns = {c: test[c] for c in text_columns}
+        lines, labels = test["line"], test["label"] if has_labels else None
+        predicted = {SINGLE: ["predicted_label", "probability"], MULTI: ["predicted_labels", "probabilities"],
+                     REGRESSION: ["prediction"]}[self.problem_type]
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\t".join(["line"] + text_columns + predicted + (["label"] if has_labels else [])) + "\n")
+            for i in np.argsort(np.array(test["row"])):  # back to file order
+                # one row per text, whatever the text holds (CSV/JSON texts may contain tabs or newlines)
+                fields = [str(lines[i])] + [" ".join(columns[c][i].split()) for c in text_columns]
+                if self.problem_type == SINGLE:
+                    fields += [self.names[preds[i]], f"{scores[i, preds[i]]:.4f}"]
+                elif self.problem_type == MULTI:
+                    chosen = sorted(np.flatnonzero(preds[i]), key=lambda j: -scores[i, j])
+                    fields += [delimiter.join(self.names[j] for j in chosen),
+                               delimiter.join(f"{scores[i, j]:.4f}" for j in chosen)]
+                else:
+                    fields.append(f"{scores[i]:.4f}")
+                if has_labels:
+                    gold = labels[i]
+                    fields.append(delimiter.join(self.names[j] for j, on in enumerate(gold) if on)
+                                  if self.problem_type == MULTI else describe_label(gold, self.names))
+                f.write("\t".join(fields) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -642,7 +868,7 @@ class ClassificationTrainer(FineTuningTrainer):
     """Trainer with the recipe's optimizer groups, optional class weights, and evaluation in dataset order."""
 
     def __init__(self, *args, class_weights=None, **kwargs):
-        if class_weights is not None:
+        if class_weights is not None:  # single-label only (run_classification.py checks)
             kwargs["compute_loss_func"] = self.weighted_cross_entropy
         self.class_weights = class_weights
         super().__init__(*args, **kwargs)

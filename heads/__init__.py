@@ -24,8 +24,10 @@ the dir (configuration_heads.py + modeling_heads.py).
                        inputs [batch, n_windows, window_len] (or [batch, seq_len] = one window)
 
 All heads: classifier_dropout (None = hidden_dropout_prob) before the final linear layer; the encoder is `model.bert`
-(parameter names "bert.*"; everything else is head); outputs SequenceClassifierOutput with cross-entropy loss when
-labels are given. --pooling only applies to --head linear.
+(parameter names "bert.*"; everything else is head); outputs SequenceClassifierOutput, with labels the loss of
+config.problem_type as BertForSequenceClassification computes it: cross-entropy (single_label_classification),
+binary cross-entropy (multi_label_classification), MSE (regression, num_labels=1). --pooling only applies to
+--head linear.
 
 In run_classification.py, after `config = AutoConfig.from_pretrained(...)`:
 

@@ -139,10 +139,23 @@ class BertHeadPreTrainedModel(BertPreTrainedModel):
     def _output(self, logits, labels, outputs, output_hidden_states=True):
         loss = None
         if labels is not None:
-            if self.config.problem_type not in (None, "single_label_classification"):
-                raise ValueError(f"{type(self).__name__} trains with cross-entropy (single-label classification); "
-                                 f"config.problem_type={self.config.problem_type!r} is not supported.")
-            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))  # class weights: the trainer's
+            # as transformers' BertForSequenceClassification: problem_type decides (None: regression for one output,
+            # single-label for integer labels, else multi-label); class weights are the trainer's
+            problem_type = self.config.problem_type
+            if problem_type is None:
+                problem_type = ("regression" if self.num_labels == 1 else "single_label_classification"
+                                if labels.dtype in (torch.long, torch.int) else "multi_label_classification")
+            if problem_type == "single_label_classification":
+                loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))  # logits [B, C], labels [B]
+            elif problem_type == "multi_label_classification":
+                # logits [B, C], labels [B, C] multi-hot; fp32 loss under mixed precision
+                loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+            elif problem_type == "regression":
+                loss = F.mse_loss(logits.float().view(-1, self.num_labels).squeeze(-1),  # [B] (or [B, C])
+                                  labels.float().view(-1, self.num_labels).squeeze(-1))
+            else:
+                raise ValueError(f"config.problem_type={problem_type!r}: single_label_classification, "
+                                 f"multi_label_classification or regression.")
         return SequenceClassifierOutput(
             loss=loss,
             logits=logits,
