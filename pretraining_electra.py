@@ -34,10 +34,12 @@ Layout: the discriminator is a plain BertModel kept at `self.bert`, so its param
 """
 
 import os
+from dataclasses import dataclass, field
+from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from dataclasses import dataclass
 from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoConfig, AutoModelForPreTraining, BertConfig, BertModel, BertPreTrainedModel, ElectraConfig
@@ -194,6 +196,9 @@ class BertForReplacedTokenDetection(BertPreTrainedModel):
     _tied_weights_keys = {"generator_head.decoder.weight": "bert.embeddings.word_embeddings.weight"}
     # A BERT checkpoint's MLM/NSP heads and pooler have no place here (continued pretraining from one)
     _keys_to_ignore_on_load_unexpected = [r"^cls\.", r"pooler\."]
+    # The loss is a mean over this batch: Trainer must divide it by the gradient-accumulation steps itself (forward
+    # takes **kwargs, from which Trainer would otherwise conclude it normalises by num_items_in_batch)
+    accepts_loss_kwargs = False
 
     def __init__(self, config):
         super().__init__(config)
@@ -360,6 +365,103 @@ def detection_metrics(counts):
         "rtd_replaced_recall": c["replaced_found"] / max(c["replaced"], 1),
         "replaced_share": c["replaced"] / max(c["scored"], 1),
     }
+
+
+def reduce_outputs(logits, labels):
+    """Trainer's preprocess_logits_for_metrics: per evaluation batch keep only the counts and the summed losses
+    ([1, 9] float), not the generator's [n_masked, vocab] scores. `logits` are the model's outputs after the loss, in
+    ReplacedTokenDetectionOutput's order."""
+    generator_loss, discriminator_loss, generator_logits, discriminator_logits, discriminator_labels, _ = logits
+    counts = detection_counts(generator_logits, discriminator_logits, discriminator_labels, labels).float()
+    n_masked, n_scored = counts[0], counts[2]
+    losses = torch.stack([generator_loss.float().cpu() * n_masked, discriminator_loss.float().cpu() * n_scored])
+    return torch.cat([counts, losses]).unsqueeze(0)  # [1, 9]
+
+
+def compute_metrics(eval_pred):
+    """Trainer's compute_metrics over reduce_outputs' rows: detection_metrics plus both losses per token."""
+    totals = np.asarray(eval_pred.predictions).reshape(-1, len(COUNT_NAMES) + 2).sum(0)
+    metrics = detection_metrics(totals[:len(COUNT_NAMES)])
+    metrics["generator_loss"] = float(totals[-2]) / max(float(totals[0]), 1.0)
+    metrics["discriminator_loss"] = float(totals[-1]) / max(float(totals[2]), 1.0)
+    return metrics
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# run_mlm.py --objective rtd: the flags, the model from a BERT config or checkpoint, the output directory
+# ------------------------------------------------------------------------------------------------------------------
+
+MLM_MASKING = {"mask_replace_prob": 0.8, "random_replace_prob": 0.1}  # BERT's 80/10/10
+RTD_MASKING = {"mask_replace_prob": 1.0, "random_replace_prob": 0.0}  # ELECTRA: [MASK] only; the generator fills
+PLOT_METRICS = ("eval_rtd_accuracy", "eval_generator_masked_accuracy")
+
+
+@dataclass
+class ObjectiveArguments:
+    objective: str = field(
+        default="mlm",
+        metadata={"help": "mlm: BERT's masked LM (with --whole_word_mask / --nsp as asked). rtd: ELECTRA's "
+                          "replaced-token detection: a small generator fills the masks, the encoder learns to spot "
+                          "the replaced tokens, a signal from every token instead of 15%%. The output directory is "
+                          "the encoder as a plain BERT checkpoint (the generator in generator/).",
+                  "choices": ["mlm", "rtd"]})
+    generator_size_divisor: Optional[int] = field(
+        default=None, metadata={"help": "rtd: the generator's width, attention heads and feed-forward width are the "
+                                        "encoder's divided by this (default 4, as ELECTRA-Small)."})
+    generator_num_layers: Optional[int] = field(
+        default=None, metadata={"help": "rtd: the generator's layers (default: as many as the encoder)."})
+    discriminator_loss_weight: Optional[float] = field(
+        default=None, metadata={"help": "rtd: loss = generator MLM loss + this x detection loss (default 50)."})
+
+    def generator_settings(self):
+        return {name: getattr(self, name) for name in RTD_FIELDS if getattr(self, name, None) is not None}
+
+
+def check_objective(objective_args, data_args):
+    """Before anything loads: refuse combinations that make no sense, and fill in the objective's masking split
+    where --mask_replace_prob / --random_replace_prob were not given."""
+    if objective_args.objective == "mlm":
+        given = [f"--{name}" for name in objective_args.generator_settings()]
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply to --objective rtd (the generator of replaced-token "
+                             f"detection); drop them or pass --objective rtd.")
+    elif data_args.nsp:
+        raise ValueError("--nsp with --objective rtd: replaced-token detection has no next-sentence head (ELECTRA "
+                         "dropped NSP; the discriminator's task already covers every token). Drop --nsp, or pretrain "
+                         "with --objective mlm --nsp.")
+    defaults = RTD_MASKING if objective_args.objective == "rtd" else MLM_MASKING
+    for name, value in defaults.items():
+        if getattr(data_args, name) is None:
+            setattr(data_args, name, value)
+
+
+def model_config(config, objective_args, source):
+    """The ReplacedTokenDetectionConfig for a BERT config (from scratch or the checkpoint to continue from) and the
+    generator flags. `source` names the config in errors."""
+    settings = objective_args.generator_settings()
+    if config.model_type == ReplacedTokenDetectionConfig.model_type:  # a Trainer checkpoint of a run with rtd
+        if settings:
+            raise ValueError(f"{source} already holds a generator; its shape is fixed: drop "
+                             f"{', '.join('--' + name for name in settings)}.")
+        return config
+    if config.model_type != "bert":
+        raise ValueError(f"--objective rtd trains a BERT encoder (model_type bert); {source} is model_type "
+                         f"{config.model_type!r}. Use --objective mlm for it, or a BERT config.")
+    values = {k: v for k, v in config.to_dict().items() if k not in NOT_CARRIED}
+    return ReplacedTokenDetectionConfig(**values, **settings)
+
+
+def save_output(trainer):
+    """run_mlm.py's output directory for --objective rtd (instead of trainer.save_model()): the encoder as a plain
+    BERT checkpoint with the tokenizer (what --model_name_or_path of the fine-tuning scripts reads) and the generator
+    in generator/. Trainer checkpoints (checkpoint-N/) keep the whole model for --resume."""
+    if not trainer.is_world_process_zero():
+        return
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    output_dir = trainer.args.output_dir
+    model.save_discriminator(output_dir, trainer.processing_class)
+    model.save_generator(os.path.join(output_dir, "generator"), trainer.processing_class)
+    torch.save(trainer.args, os.path.join(output_dir, "training_args.bin"))
 
 
 # AutoConfig.from_pretrained / AutoModelForPreTraining.from_pretrained of a full RTD checkpoint (a Trainer checkpoint)
