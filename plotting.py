@@ -10,6 +10,8 @@ font the system already has is the fallback.
 import logging
 import os
 
+import numpy as np
+
 logger = logging.getLogger(__name__)
 
 # Simplified Chinese first; "Noto Sans CJK JP" is the first face of the collection, which matplotlib < 3.10 reads alone
@@ -61,3 +63,56 @@ def use_cjk_font():
     matplotlib.rcParams["font.sans-serif"] = [family] + sans
     matplotlib.rcParams["font.family"] = ["sans-serif"]
     return family
+
+
+def plot_training_curves(log_history, path, metrics=("eval_accuracy", "eval_macro_f1")):
+    """training_curves.png: loss (train and eval) and the eval metrics per epoch, from trainer.state.log_history."""
+    plt = pyplot()
+    train = [(h["epoch"], h["loss"]) for h in log_history if "loss" in h and "epoch" in h]
+    evals = [h for h in log_history if "eval_loss" in h]
+    if not train and not evals:
+        return False
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
+    if train:
+        ax_loss.plot(*zip(*train), label="train loss", alpha=0.8)
+    if evals:
+        ax_loss.plot([h["epoch"] for h in evals], [h["eval_loss"] for h in evals], "o-", label="eval loss")
+        for key in metrics:
+            points = [(h["epoch"], h[key]) for h in evals if key in h]
+            if points:
+                ax_metric.plot(*zip(*points), "o-", label=key)
+        ax_metric.legend()
+    ax_loss.set_xlabel("epoch")
+    ax_loss.legend()
+    ax_metric.set_xlabel("epoch")
+    ax_metric.set_title("evaluation")
+    ax_loss.set_title("loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_confusion_matrix(matrix, names, path, title):
+    """The confusion matrix with the label names as they are (体育, 财经, ...), counts in the cells, colour = the share
+    of the true row."""
+    plt = pyplot()
+    n = len(names)
+    size = max(4.0, 0.6 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    row_share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)  # colour = recall share of the true row
+    ax.imshow(row_share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), names, rotation=45, ha="right")
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if row_share[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+

@@ -47,15 +47,19 @@ import time
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding
 
-from script_utils import DataError, cpu_bf16_is_fast, decoded_lines, run_main
+import utils_ner
+import utils_qa
+from script_utils import DataError, decoded_lines, run_main
+from training import cpu_bf16_is_fast
+from utils_classification import DEFAULT_TEXT_COLUMNS, ClassificationEncoder, ClassificationSettings, WindowCollator
 
 logger = logging.getLogger("predict")
 
 
 def cpu_precision(precision, device):
-    """bf16 only where the CPU computes it fast (see script_utils.cpu_bf16_is_fast); fp32 otherwise, with a warning."""
+    """bf16 only where the CPU computes it fast (see training.cpu_bf16_is_fast); fp32 otherwise, with a warning."""
     if precision == "bf16" and device.type == "cpu" and not cpu_bf16_is_fast():
         logger.warning("--bf16 ignored, running in fp32: this CPU has no bf16 matrix instructions (AVX512-BF16/AMX), "
                        "so bf16 would be 10-100x slower than fp32 here.")
@@ -189,34 +193,27 @@ class ClassificationPredictor:
     def __init__(self, model_dir, config=None, tokenizer=None, device=None, precision="fp32", onnx_path=None,
                  trust_remote_code=False, threads=None):
         import heads  # noqa: F401  registers the custom heads with the Auto classes (no trust_remote_code needed)
-        from run_classification import DEFAULT_TEXT_COLUMNS
 
         self.config = config or AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_dir)
-        settings = dict(getattr(self.config, "text_classification", None) or {})
-        if not settings:
+        if not ClassificationSettings.saved_in(self.config):
             logger.warning(f"{model_dir}: no text_classification settings in config.json (not trained by "
                            f"run_classification.py?): head truncation to the model's length.")
-        self.text_columns = list(settings.get("text_columns") or ["text"])
-        if len(self.text_columns) > 2:
-            raise ValueError(f"text_columns {self.text_columns}: BERT takes one text or a pair.")
+        self.settings = settings = ClassificationSettings.of_model(self.config)
+        self.text_columns = settings.text_columns
         self.is_pair = len(self.text_columns) == 2
         self.fields = ["text", "text_pair"][:len(self.text_columns)]
         # JSON inputs may use the training column names, or the usual ones
         self.aliases = [self.text_columns] + [list(g) for g in DEFAULT_TEXT_COLUMNS if len(g) == len(self.fields)]
-        model_limit = getattr(self.config, "max_position_embeddings", 512)
-        self.max_seq_length = int(settings.get("max_seq_length") or min(model_limit, 512))
-        self.truncation_strategy = settings.get("truncation_strategy") or "head"
-        special = 3 if self.is_pair else 2
-        self.budget = self.max_seq_length - special
-        from run_classification import default_head_tokens
-
-        self.head_tokens = int(settings.get("head_tokens") or default_head_tokens(self.budget))
+        self.max_seq_length, self.truncation_strategy = settings.max_seq_length, settings.truncation_strategy
+        self.head_tokens, self.window_stride, self.max_windows = (settings.head_tokens, settings.window_stride,
+                                                                  settings.max_windows)
         self.windows = self.config.model_type == "bert_windows"
-        self.window_stride = int(settings.get("window_stride") or max(self.budget // 2, 1))
-        self.max_windows = int(settings.get("max_windows") or 8)
+        self.encoder = ClassificationEncoder(self.tokenizer, settings, windows=self.windows)
+        # batches padded as run_classification.py pads them
+        self.collator = WindowCollator(self.tokenizer.pad_token_id) if self.windows else DataCollatorWithPadding(
+            self.tokenizer)
         self.id2label = {int(k): v for k, v in self.config.id2label.items()}
-        self.settings = settings
         self.precision = precision
         self.onnx_path = onnx_path
         if onnx_path:
@@ -243,57 +240,17 @@ class ClassificationPredictor:
         if precision != "fp32" and onnx_path:
             raise ValueError("--bf16/--fp16 apply to PyTorch; the ONNX model runs as exported (fp32).")
 
-    # ---- encoding: the training script's own functions ----
+    # ---- encoding and padding: utils_classification's, as in training ----
     def encode(self, records):
         """-> list of features {"input_ids", "token_type_ids"} (windows: "input_ids" is a list of windows) and the
         truncated flags. The same ids, in the same order, as run_classification.py gives the model."""
-        from run_classification import cap_windows, pair_budgets, truncate, window_starts
-
-        tok = self.tokenizer
-        columns = [[r[f] for r in records] for f in self.fields]
-        ids = [tok(col, add_special_tokens=False, truncation=False, verbose=False)["input_ids"] for col in columns]
-        cls_id, sep_id = tok.cls_token_id, tok.sep_token_id
-        features, truncated = [], []
-        for i in range(len(records)):
-            a = ids[0][i]
-            if self.windows:
-                starts = window_starts(len(a), self.budget, self.window_stride)
-                truncated.append(len(starts) > self.max_windows)
-                starts = cap_windows(starts, self.max_windows)
-                features.append({"input_ids": [[cls_id] + a[s:s + self.budget] + [sep_id] for s in starts]})
-            elif self.is_pair:
-                b = ids[1][i]
-                keep_a, keep_b = pair_budgets(len(a), len(b), self.budget)
-                a_cut = truncate(a, keep_a, self.truncation_strategy, self.head_tokens)
-                b_cut = truncate(b, keep_b, self.truncation_strategy, self.head_tokens)
-                features.append({"input_ids": [cls_id] + a_cut + [sep_id] + b_cut + [sep_id],
-                                 "token_type_ids": [0] * (len(a_cut) + 2) + [1] * (len(b_cut) + 1)})
-                truncated.append(len(a_cut) + len(b_cut) < len(a) + len(b))
-            else:
-                a_cut = truncate(a, self.budget, self.truncation_strategy, self.head_tokens)
-                features.append({"input_ids": [cls_id] + a_cut + [sep_id], "token_type_ids": [0] * (len(a_cut) + 2)})
-                truncated.append(len(a_cut) < len(a))
-        return features, truncated
+        columns = self.encoder({column: [r[f] for r in records] for column, f in zip(self.text_columns, self.fields)})
+        keys = ["input_ids"] if self.windows else ["input_ids", "token_type_ids"]
+        return [{k: columns[k][i] for k in keys} for i in range(len(records))], columns["truncated"]
 
     def collate(self, features):
         """Pad a batch to its own longest example (windows: to its most windows and longest window)."""
-        pad = self.tokenizer.pad_token_id
-        if self.windows:
-            from run_classification import WindowCollator
-
-            batch = WindowCollator(pad)(features)
-        else:
-            width = max(len(f["input_ids"]) for f in features)
-            input_ids = torch.full((len(features), width), pad, dtype=torch.long)
-            token_type_ids = torch.zeros((len(features), width), dtype=torch.long)
-            attention_mask = torch.zeros((len(features), width), dtype=torch.long)
-            for i, f in enumerate(features):
-                n = len(f["input_ids"])
-                input_ids[i, :n] = torch.tensor(f["input_ids"])
-                token_type_ids[i, :n] = torch.tensor(f["token_type_ids"])
-                attention_mask[i, :n] = 1
-            batch = {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
-        return batch
+        return self.collator(features)
 
     def forward(self, batch):
         """Logits [batch, num_labels] as float32 numpy."""
@@ -378,17 +335,12 @@ class _TorchPredictor:
         """features: {key: [list per example]} -> list of output tuples (numpy, unpadded) per example."""
         lengths = [len(x) for x in features["input_ids"]]
         order = np.argsort(lengths, kind="stable")
-        pad = {"input_ids": self.tokenizer.pad_token_id}
+        collator = DataCollatorWithPadding(self.tokenizer)  # as the scripts pad
         outputs = [None] * len(lengths)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            width = max(lengths[i] for i in idx)
-            batch = {}
-            for key in keys:
-                tensor = torch.full((len(idx), width), pad.get(key, 0), dtype=torch.long)
-                for row, i in enumerate(idx):
-                    tensor[row, :lengths[i]] = torch.tensor(features[key][i])
-                batch[key] = tensor.to(self.device)
+            batch = collator([{key: features[key][i] for key in keys} for i in idx])
+            batch = {key: value.to(self.device) for key, value in batch.items()}
             with torch.inference_mode():
                 if self.precision == "fp32":
                     out = self.model(**batch)
@@ -413,18 +365,9 @@ class TokenClassificationPredictor(_TorchPredictor):
 
     def __init__(self, model_dir, config=None, tokenizer=None, device=None, precision="fp32", onnx_path=None,
                  trust_remote_code=False, threads=None):
-        import run_ner
-
         self._load(model_dir, config, tokenizer, device, precision, onnx_path, trust_remote_code)
-        self.run_ner = run_ner
-        settings = dict(getattr(self.config, "token_classification", None) or {})
-        self.max_seq_length = int(settings.get("max_seq_length") or 128)
-        self.budget = self.max_seq_length - 2
-        self.chunk_stride = int(settings.get("chunk_stride") or max(self.budget // 2, 1))
-        self.label_all_tokens = bool(settings.get("label_all_tokens", False))
+        self.settings = utils_ner.NERSettings.of_model(self.config)
         self.label_list = [self.config.id2label[i] for i in range(self.config.num_labels)]
-        parsed = run_ner.model_labels(self.label_list)
-        self.scheme = settings.get("label_scheme") or (parsed[1] if parsed else "BIO")
         self.fields, self.aliases = ["text"], [["sentence"]]
         self.id2label = {}  # top_k does not apply
 
@@ -432,26 +375,28 @@ class TokenClassificationPredictor(_TorchPredictor):
         return (out.logits,)
 
     def predict(self, records, batch_size=32, top_k=None):
-        ner = self.run_ner
         if records and isinstance(records[0], str):
             records = [{"text": r} for r in records]
-        sentences = [ner.Sentence(line=i + 1, units=list(r["text"]), id=r.get("id")) for i, r in enumerate(records)]
-        label2id = {label: i for i, label in enumerate(self.label_list)}
-        columns, meta, unit_offsets, _ = ner.encode_split(
-            sentences, ner.CharTokenizer(self.tokenizer, self.budget), self.tokenizer, label2id, self.scheme,
-            self.budget, self.chunk_stride, self.label_all_tokens)
+        s = self.settings
+        sentences = [utils_ner.Sentence(line=i + 1, units=list(r["text"]), id=r.get("id"))
+                     for i, r in enumerate(records)]
+        budget = s.max_seq_length - 2
+        columns, meta, unit_offsets, _ = utils_ner.encode_split(
+            sentences, utils_ner.CharTokenizer(self.tokenizer, budget), self.tokenizer, None, s.label_scheme, budget,
+            s.chunk_stride, s.label_all_tokens)
         scores = self.run(columns, ("input_ids", "attention_mask"), batch_size)
         width = max(len(x) for x in columns["input_ids"])
         predictions = np.zeros((len(scores), width, len(self.label_list)), dtype=np.float32)
         for k, (logits,) in enumerate(scores):
             predictions[k, :len(logits)] = logits
-        merged = ner.merge_chunks(predictions, meta, unit_offsets)
-        tags = ner.decode_sentences(self.model, merged, unit_offsets, self.label_list, self.scheme,
-                                    self.label_all_tokens)
+        merged = utils_ner.merge_chunks(predictions, meta, unit_offsets)
+        tags = utils_ner.decode_sentences(self.model, merged, unit_offsets, self.label_list, s.label_scheme,
+                                          s.label_all_tokens)
         results = []
         for record, sentence, sentence_tags in zip(records, sentences, tags):
             out = {"id": record["id"]} if "id" in record else {}
-            out.update(text=record["text"], entities=ner.entity_dicts(sentence, sentence_tags, self.scheme, False))
+            out.update(text=record["text"],
+                       entities=utils_ner.entity_dicts(sentence, sentence_tags, s.label_scheme, False))
             results.append(out)
         return results
 
@@ -460,18 +405,15 @@ class QuestionAnsweringPredictor(_TorchPredictor):
     """Extractive QA (run_qa.py): fields ["question", "context"]; output {"question", "answer", "start", "end",
     "score", "n_best"} with character offsets in the context. Windows over long contexts and the answer search as
     config.question_answering says (max_seq_length, doc_stride, max_query_length, max_answer_length,
-    version_2_with_negative), with run_qa.py's own window and post-processing functions."""
+    version_2_with_negative), with utils_qa's window and post-processing functions, as run_qa.py."""
 
     task = "question-answering"
     auto_class = "AutoModelForQuestionAnswering"
 
     def __init__(self, model_dir, config=None, tokenizer=None, device=None, precision="fp32", onnx_path=None,
                  trust_remote_code=False, threads=None, n_best_size=20, null_score_diff_threshold=0.0):
-        import run_qa
-
         self._load(model_dir, config, tokenizer, device, precision, onnx_path, trust_remote_code)
-        self.run_qa = run_qa
-        self.settings = {**run_qa.DEFAULTS, **(getattr(self.config, "question_answering", None) or {})}
+        self.settings = utils_qa.QASettings(**utils_qa.QASettings.saved_in(self.config))
         self.n_best_size, self.null_score_diff_threshold = n_best_size, null_score_diff_threshold
         self.fields, self.aliases = ["question", "context"], []
         self.id2label = {}
@@ -481,31 +423,13 @@ class QuestionAnsweringPredictor(_TorchPredictor):
 
     def encode(self, questions, contexts):
         """run_qa.py's windows: [CLS] question [SEP] context window [SEP], context characters per position."""
-        s, tok = self.settings, self.tokenizer
-        q_ids = tok(questions, add_special_tokens=False, verbose=False)["input_ids"]
-        c = tok(contexts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         context_type = 1 if getattr(self.config, "type_vocab_size", 2) > 1 else 0
-        out = {k: [] for k in ("input_ids", "token_type_ids", "attention_mask", "char_start", "char_end",
-                               "example_index")}
-        for i in range(len(questions)):
-            question = q_ids[i][:s["max_query_length"]]
-            ids, offsets = c["input_ids"][i], c["offset_mapping"][i]
-            content = s["max_seq_length"] - len(question) - 3
-            prefix = len(question) + 2
-            for start in self.run_qa.window_starts(len(ids), content, content - s["doc_stride"]):
-                end = min(start + content, len(ids))
-                input_ids = [tok.cls_token_id] + question + [tok.sep_token_id] + ids[start:end] + [tok.sep_token_id]
-                out["input_ids"].append(input_ids)
-                out["token_type_ids"].append([0] * prefix + [context_type] * (end - start + 1))
-                out["attention_mask"].append([1] * len(input_ids))
-                out["char_start"].append([-1] * prefix + [o[0] for o in offsets[start:end]] + [-1])
-                out["char_end"].append([-1] * prefix + [o[1] for o in offsets[start:end]] + [-1])
-                out["example_index"].append(i)
-        return out
+        return utils_qa.encode_windows({"question": questions, "context": contexts}, range(len(questions)),
+                                       self.tokenizer, self.settings, context_type)
 
     def read_input(self, path):
         """SQuAD/CMRC2018-style JSON or JSON lines, as run_qa.py reads its test files."""
-        examples = self.run_qa.read_qa_file(path, "test", self.settings["version_2_with_negative"])[0]
+        examples = utils_qa.read_qa_file(path, "test", self.settings.version_2_with_negative)[0]
         return [{"id": e["id"], "question": e["question"], "context": e["context"]} for e in examples]
 
     def predict(self, records, batch_size=32, top_k=None):
@@ -515,10 +439,10 @@ class QuestionAnsweringPredictor(_TorchPredictor):
         features = self.encode([r["question"] for r in records], [r["context"] for r in records])
         logits = self.run(features, ("input_ids", "token_type_ids", "attention_mask"), batch_size)
         s = self.settings
-        predictions, nbest, null_odds = self.run_qa.postprocess_predictions(
+        predictions, nbest, null_odds = utils_qa.postprocess_predictions(
             {"id": ids, "context": [r["context"] for r in records]}, features, [x[0] for x in logits],
-            [x[1] for x in logits], n_best_size=self.n_best_size, max_answer_length=s["max_answer_length"],
-            version_2=s["version_2_with_negative"], null_score_diff_threshold=self.null_score_diff_threshold)
+            [x[1] for x in logits], n_best_size=self.n_best_size, max_answer_length=s.max_answer_length,
+            version_2=s.version_2_with_negative, null_score_diff_threshold=self.null_score_diff_threshold)
         k = top_k if top_k and top_k > 0 else 5
         results = []
         for qid, record in zip(ids, records):

@@ -104,13 +104,21 @@ def cpu_jiffies():
     return (user + nice + system + irq + softirq) / hz, steal / hz
 
 
+def same_command(recorded, cmd):
+    """Whether a recorded command line is cmd, wherever the interpreter and the repository were checked out."""
+    def normalised(argv):
+        return [os.path.basename(argv[0]), os.path.basename(argv[1])] + list(argv[2:]) if len(argv) > 1 else argv
+
+    return normalised(shlex.split(recorded)) == normalised([str(x) for x in cmd])
+
+
 def run_config(name, cmd, out_dir, env, reuse):
     """Run one configuration in a fresh process; peak RSS and CPU time from os.wait4's rusage of that process."""
     record_path = os.path.join(out_dir, "bench_run.json")
     if reuse and os.path.isfile(record_path) and os.path.isfile(os.path.join(out_dir, "all_results.json")):
         with open(record_path) as f:
             record = json.load(f)
-        if record.get("command") == shlex.join(cmd) and record.get("returncode") == 0:
+        if same_command(record.get("command", ""), cmd) and record.get("returncode") == 0:
             print(f"[{name}] reusing the finished run in {out_dir} ({record['finished']})", flush=True)
             record["reused"] = True
             return record

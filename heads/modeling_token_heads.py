@@ -40,15 +40,17 @@ FORBIDDEN = -10000.0  # score of a forbidden transition: exp() is 0 in fp32, and
 # Tag-scheme constraints
 # ----------------------------------------------------------------------------------------------------------------------
 
-_PREFIXES = {"B": "B", "I": "I", "M": "I", "E": "E", "L": "E", "S": "S", "U": "S"}
+# Tag prefixes of every scheme, read as BIOES: BMES' M and BIO's I are "inside", BILOU's L/U are E/S.
+TAG_PREFIXES = {"B": "B", "I": "I", "M": "I", "E": "E", "L": "E", "S": "S", "U": "S"}
 
 
-def _split_label(label):
-    """"B-PER" -> ("B", "PER"); "O" -> ("O", None); anything else -> None. M/L/U are read as I/E/S."""
-    if label == "O":
+def parse_tag(tag):
+    """The one tag parser of the recipe (run_ner.py reads data files with it too): "B-PER" / "B_PER" -> ("B", "PER"),
+    "O" -> ("O", None), "M-LOC" -> ("I", "LOC"); None if `tag` is not a tag."""
+    if tag == "O":
         return "O", None
-    if len(label) > 2 and label[1] in "-_" and label[0] in _PREFIXES:
-        return _PREFIXES[label[0]], label[2:]
+    if len(tag) > 2 and tag[0] in TAG_PREFIXES and tag[1] in "-_" and tag[2:].strip():
+        return TAG_PREFIXES[tag[0]], tag[2:]
     return None
 
 
@@ -56,7 +58,7 @@ def allowed_transitions(id2label):
     """(allowed [C][C] from -> to, allowed_start [C], allowed_end [C]) as Python lists of bools, from the label names;
     None when the labels are not a BIO/BIOES tag set (then nothing is forbidden)."""
     n = len(id2label)
-    parts = [_split_label(str(id2label[i])) for i in range(n)]
+    parts = [parse_tag(str(id2label[i])) for i in range(n)]
     if any(p is None for p in parts):
         return None
     bioes = any(p[0] in ("E", "S") for p in parts)

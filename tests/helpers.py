@@ -15,6 +15,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# --bf16 tests exercise the bf16 code paths on any CPU (a CPU without bf16 matrix instructions would drop the flag;
+# tests/test_precision.py checks that drop)
+os.environ.setdefault("RECIPES_CPU_BF16", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:

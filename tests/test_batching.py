@@ -1,4 +1,4 @@
-"""Training batches (script_utils.LengthPoolSampler, the default) and the collapse guard.
+"""Training batches (training.LengthPoolSampler, the default) and the collapse guard.
 
 The regression test trains through run_classification.main() on a fixture where text length predicts the label:
 with transformers' length-grouped batches (the old default) the tiny model collapses to one class at this learning
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import helpers as h
-from script_utils import LengthPoolSampler, collapse_warning
+from training import LengthPoolSampler, collapse_warning
 
 
 def batches_of(sampler, batch_size):

@@ -26,14 +26,16 @@ from transformers import AutoConfig, AutoModelForSequenceClassification  # noqa:
 
 import heads  # noqa: E402
 import run_classification as rc  # noqa: E402
-import script_utils  # noqa: E402
+import utils_classification  # noqa: E402
+from script_utils import DataError  # noqa: E402
+import training  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*null_placement.*:FutureWarning")
 
 
 def capped_starts(n_tokens, content, stride, max_windows):
     """The window starts run_classification.py uses: all windows, then the cap."""
-    return rc.cap_windows(rc.window_starts(n_tokens, content, stride), max_windows)
+    return utils_classification.cap_windows(utils_classification.window_starts(n_tokens, content, stride), max_windows)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -274,11 +276,11 @@ def test_layerwise_lr_decay(head_lr, model_dir, small_data, tmp_path):
 
 
 def test_encoder_layer_index():
-    assert script_utils.encoder_layer_index("bert.encoder.layer.11.attention.self.query.weight") == 11
-    assert script_utils.encoder_layer_index("bert.encoder.layer.0.output.LayerNorm.bias") == 0
+    assert training.encoder_layer_index("bert.encoder.layer.11.attention.self.query.weight") == 11
+    assert training.encoder_layer_index("bert.encoder.layer.0.output.LayerNorm.bias") == 0
     for name in ("bert.embeddings.word_embeddings.weight", "bert.pooler.dense.weight", "classifier.weight",
                  "rnn.weight_ih_l0", "window_transformer.layers.0.linear1.weight", "bert.layer.3.x"):
-        assert script_utils.encoder_layer_index(name) is None, name
+        assert training.encoder_layer_index(name) is None, name
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -416,7 +418,7 @@ def test_class_weights_file(content, expected, model_dir, imbalanced, tmp_path):
 def test_class_weights_file_errors_name_the_file(content, message, model_dir, imbalanced, tmp_path):
     path = tmp_path / "my_weights.txt"
     path.write_text(content, encoding="utf-8")
-    with pytest.raises(rc.DataError, match=re.escape(str(path)) + ".*" + message):
+    with pytest.raises(DataError, match=re.escape(str(path)) + ".*" + message):
         run_weighted(model_dir, imbalanced, tmp_path / "out", "--class_weights", path)
 
 
@@ -424,7 +426,7 @@ def test_class_weights_file_with_a_non_number_names_the_file(model_dir, imbalanc
     """Bad input is a DataError naming the file (the script's rule), also for a weight that is not a number."""
     path = tmp_path / "my_weights.txt"
     path.write_text("1\nabc\n2\n", encoding="utf-8")
-    with pytest.raises(rc.DataError, match=re.escape(str(path))):
+    with pytest.raises(DataError, match=re.escape(str(path))):
         run_weighted(model_dir, imbalanced, tmp_path / "out", "--class_weights", path)
 
 
@@ -477,7 +479,7 @@ def test_window_starts_cap_keeps_first_and_last():
 
 def test_window_collator_pads_documents_and_windows(model_dir):
     pad = 9
-    collate = rc.WindowCollator(pad)
+    collate = utils_classification.WindowCollator(pad)
     features = [{"input_ids": [[2, 5, 6, 3], [2, 7, 3]], "label": 1}, {"input_ids": [[2, 8, 3]], "label": 0}]
     batch = collate(features)
     assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
@@ -548,7 +550,7 @@ def test_windows_cover_each_document_and_predict_once_per_document(model_dir, tm
                   "--gradient_accumulation_steps", "2", batch_size=4)
     assert trainer.state.global_step == 2
     assert type(trainer.model) is heads.BertWindowsForSequenceClassification
-    assert isinstance(trainer.data_collator, rc.WindowCollator)
+    assert isinstance(trainer.data_collator, utils_classification.WindowCollator)
     assert check_windows(trainer, rows, 100) == 0
     # the union of each document's windows is exactly its tokens (no cap: nothing lost)
     assert max(trainer.train_dataset["n_windows"]) == len(capped_starts(79, 14, 7, 100)) == 11
@@ -564,7 +566,7 @@ def test_windows_cover_each_document_and_predict_once_per_document(model_dir, tm
     pick = [0, len(rows) - 1]  # 1 and 11 windows
     output = trainer.predict(trainer.train_dataset.select(pick))
     assert output.predictions.shape == (2, 2)
-    batch = rc.WindowCollator(trainer.processing_class.pad_token_id)(
+    batch = utils_classification.WindowCollator(trainer.processing_class.pad_token_id)(
         [{"input_ids": trainer.train_dataset[i]["input_ids"]} for i in pick])
     assert batch["input_ids"].shape == (2, 11, 16)
     with torch.no_grad():

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 import run_classification as rc  # noqa: E402
 import run_mlm  # noqa: E402
-import script_utils  # noqa: E402
+import model_card  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*null_placement.*:FutureWarning")
 CLASS_NAMES = ["体育", "财经"]
@@ -107,7 +107,7 @@ def test_mlm_card(runs):
     ([], None),
 ])
 def test_dataset_name_from_files(paths, expected):
-    assert script_utils.dataset_name_from_files(paths) == expected
+    assert model_card.dataset_name_from_files(paths) == expected
 
 
 FRESH = textwrap.dedent("""

@@ -22,7 +22,7 @@ from matplotlib import font_manager  # noqa: E402
 import plotting  # noqa: E402
 import run_classification as rc  # noqa: E402
 from data_scripts import text_stats  # noqa: E402
-from script_utils import plot_training_curves  # noqa: E402
+from plotting import plot_training_curves  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*null_placement.*:FutureWarning")
 CLASS_NAMES = ["体育", "财经", "科技"]

@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import helpers as h  # noqa: E402  (also puts the repo root on sys.path)
 
 import run_ner  # noqa: E402
+import utils_ner  # noqa: E402
 from data_scripts import prepare_peoples_daily as pd  # noqa: E402
 
 CORPUS = [
@@ -61,7 +62,7 @@ def test_entities_sentences_and_duplicates(corpus, tmp_path):
     assert split["entities"] == {"LOC": 6, "ORG": 2, "PER": 4}
     assert split["sentences"] == 9 and split["duplicate_sentences_dropped"] == 0
     # run_ner reads it back with the same entities
-    sentences = run_ner.FileReader(str(out / "train.txt"), run_ner.DataTrainingArguments()).sentences()
+    sentences = utils_ner.FileReader(str(out / "train.txt"), run_ner.DataTrainingArguments()).sentences()
     counts = {}
     for s in sentences:
         for _, _, t in s.spans:

@@ -20,7 +20,7 @@ import helpers as h  # noqa: E402  (also puts the repo root on sys.path and swit
 from helpers import REPO_ROOT  # noqa: E402
 
 import run_classification as rc  # noqa: E402
-from script_utils import checkpoint_problem, last_complete_checkpoint  # noqa: E402
+from checkpoints import checkpoint_problem, last_complete_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*null_placement.*:FutureWarning")
 

@@ -10,6 +10,7 @@ import torch
 
 import helpers as h
 import run_mlm
+import utils_mlm
 from script_utils import DataError
 
 PHRASES = ["我们是中国人", "发动生产", "这个时候", "他说的对", "工作可以", "一下子", "不可能"]
@@ -62,7 +63,8 @@ def content_batch(tokenizer, rows=512, length=64, seed=0):
 
 @pytest.mark.parametrize("p, mask_p, random_p", [(0.15, 0.8, 0.1), (0.3, 0.5, 0.3)])
 def test_masking_rates_match_the_requested_split(tokenizer, p, mask_p, random_p):
-    collator = run_mlm.MaskingCollator(tokenizer, p, mask_p, random_p, generator=torch.Generator().manual_seed(1))
+    collator = utils_mlm.MaskingCollator(tokenizer, mlm_probability=p, mask_replace_prob=mask_p,
+                                         random_replace_prob=random_p, seed=1)
     ids = content_batch(tokenizer)
     masked, labels = collator.mask(ids)
     special = torch.isin(ids, torch.tensor(tokenizer.all_special_ids))
@@ -88,9 +90,9 @@ def test_masking_rates_match_the_requested_split(tokenizer, p, mask_p, random_p)
 
 def test_masking_rejects_impossible_probabilities(tokenizer):
     with pytest.raises(ValueError, match="mask_replace_prob"):
-        run_mlm.MaskingCollator(tokenizer, 0.15, 0.8, 0.3)
+        utils_mlm.MaskingCollator(tokenizer, mlm_probability=0.15, mask_replace_prob=0.8, random_replace_prob=0.3)
     with pytest.raises(ValueError, match="mlm_probability"):
-        run_mlm.MaskingCollator(tokenizer, 1.5)
+        utils_mlm.MaskingCollator(tokenizer, mlm_probability=1.5)
 
 
 def test_word_starts_follow_jieba_words(tokenizer):
@@ -98,7 +100,7 @@ def test_word_starts_follow_jieba_words(tokenizer):
 
     text = "我们是中国人"  # jieba: 我们 / 是 / 中国 / 人
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    assert run_mlm.word_starts_for(text, enc["offset_mapping"], jieba.lcut) == [1, 0, 1, 1, 0, 1]
+    assert utils_mlm.word_starts_for(text, enc["offset_mapping"], jieba.lcut) == [1, 0, 1, 1, 0, 1]
 
 
 def test_whole_word_masking_masks_all_characters_of_a_word_together(tokenizer):
@@ -109,9 +111,9 @@ def test_whole_word_masking_masks_all_characters_of_a_word_together(tokenizer):
     enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
     features = []
     for text, ids, offsets in zip(texts, enc["input_ids"], enc["offset_mapping"]):
-        starts = run_mlm.word_starts_for(text, offsets, jieba.lcut)
-        features.append(run_mlm.single_example(tokenizer, ids, starts))
-    collator = run_mlm.MaskingCollator(tokenizer, whole_word_mask=True, generator=torch.Generator().manual_seed(0))
+        starts = utils_mlm.word_starts_for(text, offsets, jieba.lcut)
+        features.append(utils_mlm.single_example(tokenizer, ids, starts))
+    collator = utils_mlm.MaskingCollator(tokenizer, whole_word_mask=True, seed=0)
     batch = collator(features)
     chosen = batch["labels"] != -100
     multi_char_words = 0
@@ -131,6 +133,54 @@ def test_whole_word_masking_masks_all_characters_of_a_word_together(tokenizer):
     assert abs(rate - 0.15) < 0.02, rate  # still 15% of the tokens, not of the words
 
 
+def test_whole_word_masking_keeps_the_80_10_10_split_and_never_masks_special_tokens(tokenizer):
+    """transformers' collator drops random replacements under whole-word masking; the recipe's jieba words keep them."""
+    import jieba
+
+    rng = random.Random(1)
+    texts = [phrase_line(rng, 8) for _ in range(600)]
+    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    features = [utils_mlm.single_example(tokenizer, ids, utils_mlm.word_starts_for(text, offsets, jieba.lcut))
+                for text, ids, offsets in zip(texts, enc["input_ids"], enc["offset_mapping"])]
+    features[0]["input_ids"][3] = tokenizer.unk_token_id  # an [UNK] in the text: special, never chosen
+    collator = utils_mlm.MaskingCollator(tokenizer, whole_word_mask=True, seed=3)
+    batch = collator(features)
+    original = collator.tokenizer.pad([{"input_ids": f["input_ids"]} for f in features], return_tensors="pt")
+    ids = original["input_ids"]
+    chosen = batch["labels"] != -100
+    special = torch.isin(ids, torch.tensor(tokenizer.all_special_ids))
+    assert not (chosen & special).any() and (batch["input_ids"][special] == ids[special]).all()
+    assert (batch["labels"][chosen] == ids[chosen]).all()
+    to_mask = (batch["input_ids"][chosen] == tokenizer.mask_token_id).float().mean().item()
+    unchanged = (batch["input_ids"][chosen] == ids[chosen]).float().mean().item()
+    assert abs(to_mask - 0.8) < 0.02 and abs(unchanged - 0.1) < 0.02, (to_mask, unchanged)
+    assert abs(chosen.sum().item() / (~special).sum().item() - 0.15) < 0.02
+
+
+def test_collated_batches_train_the_masked_positions_only_model_as_bert_itself(tokenizer):
+    """The collator's batches (padding, labels -100 outside the chosen tokens, NSP pairs) give the sparse training
+    forward the loss of BERT's own full forward."""
+    from transformers import BertConfig, BertForMaskedLM, BertForPreTraining
+
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    rng = random.Random(2)
+    texts = [phrase_line(rng, rng.randint(1, 6)) for _ in range(8)]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    lines = [utils_mlm.single_example(tokenizer, x, [1] * len(x)) for x in ids]
+    pairs = utils_mlm.build_nsp_pairs(numbered_docs(6, 4, 3), tokenizer, max_seq_length=16, seed=0)[0][:8]
+    for p in pairs:  # numbered ids -> ids inside the tiny vocab
+        p["input_ids"] = [t % 50 + 5 if t > 999 else t for t in p["input_ids"]]
+    for nsp, features in ((False, lines), (True, pairs)):
+        batch = utils_mlm.MaskingCollator(tokenizer, seed=4)(features)
+        assert (batch["labels"] != -100).any() and ("next_sentence_label" in batch) == nsp
+        torch.manual_seed(0)
+        sparse = (utils_mlm.SparseBertForPreTraining if nsp else utils_mlm.SparseBertForMaskedLM)(config).train()
+        dense = (BertForPreTraining if nsp else BertForMaskedLM)(config).train()
+        dense.load_state_dict(sparse.state_dict())
+        torch.testing.assert_close(sparse(**batch).loss, dense(**batch).loss)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Examples: blocks, lines, NSP pairs
 # ------------------------------------------------------------------------------------------------------------------
@@ -145,12 +195,12 @@ def numbered_docs(n_docs, sentences_per_doc, sentence_len):
 
 def test_blocks_keep_every_token_and_respect_the_length(tokenizer):
     docs = numbered_docs(20, 3, 7)
-    blocks = run_mlm.build_blocks(docs, tokenizer, max_seq_length=16, line_by_line=False)
+    blocks = utils_mlm.build_blocks(docs, tokenizer, max_seq_length=16, line_by_line=False)
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     assert all(len(b["input_ids"]) <= 16 and b["input_ids"][0] == cls and b["input_ids"][-1] == sep for b in blocks)
     content = [t for b in blocks for t in b["input_ids"][1:-1] if t != sep]
     assert content == [t for d in docs for s in d["ids"] for t in s]
-    lines = run_mlm.build_blocks(numbered_docs(2, 2, 40), tokenizer, max_seq_length=16, line_by_line=True)
+    lines = utils_mlm.build_blocks(numbered_docs(2, 2, 40), tokenizer, max_seq_length=16, line_by_line=True)
     # each 40-token line -> pieces of 14 + 14 + 12, nothing dropped, no piece mixes two lines
     assert [len(b["input_ids"]) - 2 for b in lines] == [14, 14, 12] * 4
     assert all(np.all(np.diff(b["input_ids"][1:-1]) == 1) for b in lines)  # consecutive tokens of one line
@@ -158,7 +208,7 @@ def test_blocks_keep_every_token_and_respect_the_length(tokenizer):
 
 def test_nsp_pairs_are_half_random_with_correct_labels(tokenizer):
     docs = numbered_docs(300, 6, 5)
-    pairs, too_short = run_mlm.build_nsp_pairs(docs, tokenizer, max_seq_length=24, seed=0)
+    pairs, too_short = utils_mlm.build_nsp_pairs(docs, tokenizer, max_seq_length=24, seed=0)
     assert too_short == 0 and len(pairs) > 500
     share = np.mean([p["next_sentence_label"] for p in pairs])
     assert abs(share - 0.5) < 0.05, share
@@ -181,7 +231,7 @@ def test_nsp_pairs_are_half_random_with_correct_labels(tokenizer):
 
 def test_nsp_single_sentence_documents_still_give_real_continuations(tokenizer):
     docs = numbered_docs(200, 1, 12)
-    pairs, _ = run_mlm.build_nsp_pairs(docs, tokenizer, max_seq_length=32, seed=1)
+    pairs, _ = utils_mlm.build_nsp_pairs(docs, tokenizer, max_seq_length=32, seed=1)
     real = [p for p in pairs if p["next_sentence_label"] == 0]
     assert len(real) > 60
     sep = tokenizer.sep_token_id
@@ -203,14 +253,14 @@ def test_corpus_formats(tmp_path):
     csv_file = h.write_csv(tmp_path / "c.csv", [["x", "正文一"], ["y", "正文二"]], header=["id", "text"])
     jsonl = h.write_jsonl(tmp_path / "j.jsonl", [{"text": "行一"}, {"text": "行二"}])
     args = run_mlm.DataTrainingArguments()
-    docs = lambda p, nsp=False: [d["sentences"] for d in run_mlm.read_documents(str(p), args, nsp)]  # noqa: E731
+    docs = lambda p, nsp=False: [d["sentences"] for d in utils_mlm.read_documents(str(p), args, nsp)]  # noqa: E731
     assert docs(line) == [["第一篇。还是第一篇！"], ["第二篇"]]
     assert docs(line, nsp=True) == [["第一篇。", "还是第一篇！"], ["第二篇"]]
     assert docs(blank) == [["一句。", "二句"], ["三句"]]
     assert docs(tsv) == [["标题一"], ["标题二"]]
     assert docs(csv_file) == [["正文一"], ["正文二"]]
     assert docs(jsonl) == [["行一"], ["行二"]]
-    assert run_mlm.split_sentences("他说：“好。”然后走了？是的") == ["他说：“好。”", "然后走了？", "是的"]
+    assert utils_mlm.split_sentences("他说：“好。”然后走了？是的") == ["他说：“好。”", "然后走了？", "是的"]
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -249,6 +299,7 @@ def test_pretraining_from_scratch_lowers_validation_perplexity(tmp_path, model_d
     assert history[-1] < history[0] and history[-1] < vocab / 8, history
     results = json.loads((out / "eval_results.json").read_text())
     assert results["eval_masked_accuracy"] > 0.3
+    assert results["perplexity"] == results["eval_perplexity"]  # where Hugging Face's run_mlm.py writes it
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
     assert (out / "training_curves.png").exists() and (out / "pretraining_args.json").exists()
     # the validation masks are fixed: evaluating the saved model again gives the same numbers
@@ -363,7 +414,7 @@ def test_sparse_training_forward_equals_berts_own(nsp):
     config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     torch.manual_seed(0)
-    sparse = (run_mlm.SparseBertForPreTraining if nsp else run_mlm.SparseBertForMaskedLM)(config).train()
+    sparse = (utils_mlm.SparseBertForPreTraining if nsp else utils_mlm.SparseBertForMaskedLM)(config).train()
     dense = (BertForPreTraining if nsp else BertForMaskedLM)(config).train()
     dense.load_state_dict(sparse.state_dict())
     ids = torch.randint(5, 50, (4, 12))
@@ -405,7 +456,7 @@ def test_build_corpus_cleans_dedups_excludes_and_splits(tmp_path):
     assert ["长" * 30 + "。"] in docs and ["文" * 30 + "。"] in docs  # cut at the sentence end
     assert json.loads((tmp_path / "corpus.txt.stats.json").read_text())["documents_written"] == len(docs)
     # the corpus is what run_mlm.py reads: documents of sentences
-    read = list(run_mlm.read_documents(str(out), run_mlm.DataTrainingArguments()))
+    read = list(utils_mlm.read_documents(str(out), run_mlm.DataTrainingArguments()))
     assert [d["sentences"] for d in read] == docs
     with pytest.raises(SystemExit, match="exists"):
         build_corpus.main(["--inputs", str(news), "--output", str(out)])

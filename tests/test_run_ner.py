@@ -23,6 +23,7 @@ import helpers as h  # noqa: E402  (also puts the repo root on sys.path)
 
 import heads  # noqa: E402
 import run_ner  # noqa: E402
+import utils_ner  # noqa: E402
 from heads.modeling_token_heads import CRF, allowed_transitions  # noqa: E402
 from script_utils import DataError  # noqa: E402
 from transformers import AutoModelForTokenClassification, AutoTokenizer, BertConfig, BertForMaskedLM  # noqa: E402
@@ -122,7 +123,7 @@ def read_jsonl(path):
 
 def read_sentences(path, **data_args):
     args = run_ner.DataTrainingArguments(**data_args)
-    return run_ner.FileReader(str(path), args).sentences()
+    return utils_ner.FileReader(str(path), args).sentences()
 
 
 def run(model_dir, out, *extra, epochs=1, learning_rate="5e-3", batch_size=16):
@@ -151,7 +152,7 @@ EXPECTED_SCHEME = {"conll_bio_space": "BIO", "conll_bioes_tab": "BIOES", "conll_
 def test_every_format_and_scheme_reads_the_same_entities(tmp_path, name):
     sentences = make_sentences(12, seed=3) + [("甲乙", [(0, 2, "PER")]), ("丙", [(0, 1, "LOC")])]
     path = FORMATS[name](tmp_path / "data", sentences)
-    reader = run_ner.FileReader(str(path), run_ner.DataTrainingArguments())
+    reader = utils_ner.FileReader(str(path), run_ner.DataTrainingArguments())
     got = reader.sentences()
     assert reader.scheme == EXPECTED_SCHEME[name]
     assert not reader.repaired and not reader.skipped
@@ -275,7 +276,7 @@ def test_plan_chunks_properties():
             offsets.append(offsets[-1] + c)
         budget = rng.randint(3, 12)
         stride = rng.randint(1, budget)
-        chunks = run_ner.plan_chunks(offsets, budget, stride)
+        chunks = utils_ner.plan_chunks(offsets, budget, stride)
         assert chunks[0][0] == 0 and chunks[-1][1] == len(counts)
         for (s, e), (s2, _) in zip(chunks, chunks[1:]):
             assert s < s2 <= e  # progress and no gap
@@ -338,13 +339,13 @@ def test_label_all_tokens(model_dir, tmp_path):
     """Units of several sub-tokens (a tokens/tags file with two-character tokens): the first sub-token, or all of
     them with B->I relabelling; the unit's prediction maps back to the unit."""
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    char_tokenizer = run_ner.CharTokenizer(tokenizer, 10)
-    sentence = run_ner.Sentence(line=1, units=["的", "甲乙", "乙", "是"], spans=[(1, 3, "PER")])
-    label2id = {n: i for i, n in enumerate(run_ner.label_names(["PER"], "BIOES"))}
+    char_tokenizer = utils_ner.CharTokenizer(tokenizer, 10)
+    sentence = utils_ner.Sentence(line=1, units=["的", "甲乙", "乙", "是"], spans=[(1, 3, "PER")])
+    label2id = {n: i for i, n in enumerate(utils_ner.label_names(["PER"], "BIOES"))}
     id2label = {i: n for n, i in label2id.items()}
-    first, _, offsets, stats = run_ner.encode_split([sentence], char_tokenizer, tokenizer, label2id, "BIOES", 10, 5,
+    first, _, offsets, stats = utils_ner.encode_split([sentence], char_tokenizer, tokenizer, label2id, "BIOES", 10, 5,
                                                     False)
-    every, *_ = run_ner.encode_split([sentence], char_tokenizer, tokenizer, label2id, "BIOES", 10, 5, True)
+    every, *_ = utils_ner.encode_split([sentence], char_tokenizer, tokenizer, label2id, "BIOES", 10, 5, True)
     assert [id2label.get(i, "-") for i in first["labels"][0]] == ["-", "O", "B-PER", "-", "E-PER", "O", "-"]
     assert [id2label.get(i, "-") for i in every["labels"][0]] == ["-", "O", "B-PER", "I-PER", "E-PER", "O", "-"]
     assert offsets == [[0, 1, 3, 4, 5]] and stats["split"] == 1
@@ -352,7 +353,7 @@ def test_label_all_tokens(model_dir, tmp_path):
     scores = torch.full((5, len(label2id)), -5.0)
     for position, tag in enumerate(["O", "B-PER", "I-PER", "E-PER", "O"]):
         scores[position, label2id[tag]] = 5.0
-    tags = run_ner.decode_sentences(torch.nn.Module(), [scores.numpy()], offsets, list(label2id), "BIOES", True)
+    tags = utils_ner.decode_sentences(torch.nn.Module(), [scores.numpy()], offsets, list(label2id), "BIOES", True)
     assert tags == [["O", "B-PER", "E-PER", "O"]]
     # and through main: predictions stay one per unit
     records = [{"tokens": ["的", "甲乙", "乙", "是"], "tags": ["O", "B-PER", "I-PER", "O"]}] * 16
@@ -583,7 +584,7 @@ def brute_force(crf, emissions, forbid):
 
 @pytest.mark.parametrize("scheme", ["BIO", "BIOES"])
 def test_crf_matches_brute_force(scheme):
-    labels = run_ner.label_names(["A", "B"], scheme) if scheme == "BIO" else run_ner.label_names(["A"], scheme)
+    labels = utils_ner.label_names(["A", "B"], scheme) if scheme == "BIO" else utils_ner.label_names(["A"], scheme)
     constraints = allowed_transitions(dict(enumerate(labels)))
     torch.manual_seed(0)
     for forbid in (True, False):
@@ -606,7 +607,7 @@ def test_crf_matches_brute_force(scheme):
 def test_crf_masks_padding_and_unlabelled_positions():
     """A padded row gives the same path and likelihood as the row alone; labels -100 in the middle (later
     sub-tokens) are skipped: the chain runs over the labelled positions only."""
-    labels = run_ner.label_names(["A", "B"], "BIO")
+    labels = utils_ner.label_names(["A", "B"], "BIO")
     crf = CRF(len(labels), allowed_transitions(dict(enumerate(labels))))
     torch.manual_seed(1)
     emissions = torch.randn(2, 6, len(labels))
@@ -627,14 +628,14 @@ def test_crf_masks_padding_and_unlabelled_positions():
 
 
 def test_crf_constraints_and_fp32_under_autocast():
-    labels = run_ner.label_names(["A", "B"], "BIO")
+    labels = utils_ner.label_names(["A", "B"], "BIO")
     constraints = allowed_transitions(dict(enumerate(labels)))
     allowed, start, _ = constraints
     index = {n: i for i, n in enumerate(labels)}
     assert not start[index["I-A"]] and start[index["B-A"]]
     assert not allowed[index["O"]][index["I-A"]] and not allowed[index["B-B"]][index["I-A"]]
     assert allowed[index["B-A"]][index["I-A"]] and allowed[index["I-A"]][index["I-A"]]
-    bioes = run_ner.label_names(["A"], "BIOES")
+    bioes = utils_ner.label_names(["A"], "BIOES")
     allowed_e, start_e, end_e = allowed_transitions(dict(enumerate(bioes)))
     i = {n: k for k, n in enumerate(bioes)}
     assert not allowed_e[i["B-A"]][i["O"]] and allowed_e[i["B-A"]][i["E-A"]] and not end_e[i["I-A"]]
@@ -661,12 +662,12 @@ def test_crf_constraints_and_fp32_under_autocast():
 def test_strict_and_default_entity_metrics():
     gold = [["B-A", "I-A", "O", "B-B"]]
     pred = [["I-A", "I-A", "O", "B-B"]]  # an I- without B-: an entity for conlleval, none in strict mode
-    lenient, text, report = run_ner.entity_metrics(gold, pred, "BIO", strict=False)
-    strict, *_ = run_ner.entity_metrics(gold, pred, "BIO", strict=True)
+    lenient, text, report = utils_ner.entity_metrics(gold, pred, "BIO", strict=False)
+    strict, *_ = utils_ner.entity_metrics(gold, pred, "BIO", strict=True)
     assert lenient["f1"] == 1.0 and strict["f1"] == pytest.approx(2 / 3)
     assert report["A"]["support"] == 1 and "micro avg" in text
-    assert run_ner.entities_of(pred[0], "BIO", strict=False) == [("A", 0, 2), ("B", 3, 4)]
-    assert run_ner.entities_of(pred[0], "BIO", strict=True) == [("B", 3, 4)]
+    assert utils_ner.entities_of(pred[0], "BIO", strict=False) == [("A", 0, 2), ("B", 3, 4)]
+    assert utils_ner.entities_of(pred[0], "BIO", strict=True) == [("B", 3, 4)]
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -720,12 +721,12 @@ def test_repairs_are_counted_and_reported(model_dir, tmp_path, capsys):
     sentences = read_sentences(tmp_path / "train.txt", skip_bad_rows=True)
     assert [s.spans for s in sentences] == [[(1, 3, "PER")], [(0, 2, "LOC"), (2, 3, "PER")]]
     h.write_lines(tmp_path / "bioes.txt", ["丙 B-LOC", "丁 I-LOC", "的 O", "甲 S-PER"])
-    reader = run_ner.FileReader(str(tmp_path / "bioes.txt"), run_ner.DataTrainingArguments())
+    reader = utils_ner.FileReader(str(tmp_path / "bioes.txt"), run_ner.DataTrainingArguments())
     assert [s.spans for s in reader.sentences()] == [[(0, 2, "LOC"), (3, 4, "PER")]]
     assert reader.repaired == {"B-/I- without E- (entity ended there)": 1}
     nested_label = {"book": {"《甲乙丙》": [[0, 4]]}, "PER": {"甲乙": [[1, 2]]}}
     h.write_jsonl(tmp_path / "nested.json", [{"text": "《甲乙丙》", "label": nested_label}])
-    nested = run_ner.FileReader(str(tmp_path / "nested.json"), run_ner.DataTrainingArguments())
+    nested = utils_ner.FileReader(str(tmp_path / "nested.json"), run_ner.DataTrainingArguments())
     assert [s.spans for s in nested.sentences()] == [[(0, 5, "book")]]
     assert nested.repaired == {"nested/overlapping entity dropped (the longest kept)": 1}
 

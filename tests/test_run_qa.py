@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import run_qa as rq  # noqa: E402
+import utils_qa  # noqa: E402
 from script_utils import DataError, run_main  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*null_placement.*:FutureWarning")
@@ -165,7 +166,7 @@ def test_oracle_logits_give_the_exact_answer_substring(scripts_run):
     trainer = scripts_run["trainer"]
     features, examples = trainer.eval_dataset, trainer.eval_examples
     start, end = oracle_logits(features)
-    predictions, nbest, _ = rq.postprocess_predictions(examples, features, start, end)
+    predictions, nbest, _ = utils_qa.postprocess_predictions(examples, features, start, end)
     for i, (context, answer) in enumerate(SCRIPT_CASES):
         assert predictions[f"case{i}"] == answer
         assert context[nbest[f"case{i}"][0]["answer_start"]:].startswith(answer)
@@ -209,17 +210,17 @@ def test_answer_crossing_a_window_boundary_is_found_in_the_next_window(scripts_r
                 start[i, p] = 5.0 if f["window_index"] == 0 else 4.0
             if ce == 28:
                 end[i, p] = 4.0
-    predictions, _, _ = rq.postprocess_predictions(examples, features, start, end, max_answer_length=10)
+    predictions, _, _ = utils_qa.postprocess_predictions(examples, features, start, end, max_answer_length=10)
     assert predictions["crossing"] == examples[index]["answers"]["text"][0]
 
 
 def test_window_starts_cover_every_token_with_overlap():
-    assert rq.window_starts(10, 24, 16) == [0]
-    assert rq.window_starts(24, 24, 16) == [0]
-    assert rq.window_starts(25, 24, 16) == [0, 1]
-    assert rq.window_starts(60, 24, 16) == [0, 16, 32, 36]
+    assert utils_qa.window_starts(10, 24, 16) == [0]
+    assert utils_qa.window_starts(24, 24, 16) == [0]
+    assert utils_qa.window_starts(25, 24, 16) == [0, 1]
+    assert utils_qa.window_starts(60, 24, 16) == [0, 16, 32, 36]
     for n in range(1, 80):
-        starts = rq.window_starts(n, 24, 16)
+        starts = utils_qa.window_starts(n, 24, 16)
         covered = set().union(*(range(s, min(s + 24, n)) for s in starts))
         assert covered == set(range(n))
         assert all(b - a <= 16 for a, b in zip(starts, starts[1:]))
@@ -227,11 +228,11 @@ def test_window_starts_cover_every_token_with_overlap():
 
 def test_token_span():
     offsets = [(0, 1), (1, 2), (3, 6), (6, 9), (9, 10)]  # a b _ goo ##gle c
-    assert rq.token_span(offsets, 0, 2) == (0, 1)
-    assert rq.token_span(offsets, 3, 9) == (2, 3)
-    assert rq.token_span(offsets, 4, 8) == (2, 3)  # inside words: the covering tokens
-    assert rq.token_span(offsets, 2, 3) is None  # only the space
-    assert rq.token_span(offsets, 10, 12) is None
+    assert utils_qa.token_span(offsets, 0, 2) == (0, 1)
+    assert utils_qa.token_span(offsets, 3, 9) == (2, 3)
+    assert utils_qa.token_span(offsets, 4, 8) == (2, 3)  # inside words: the covering tokens
+    assert utils_qa.token_span(offsets, 2, 3) is None  # only the space
+    assert utils_qa.token_span(offsets, 10, 12) is None
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -257,11 +258,11 @@ def test_answer_repairs_and_skips_are_counted(scripts_run):
 
 def test_repaired_answer_moves_to_the_nearest_occurrence():
     context = REPAIR_CONTEXT
-    assert rq.locate_answer(context, "北京", 11) == (12, "repaired")
-    assert rq.locate_answer(context, "北京", 7) == (7, "ok")
-    assert rq.locate_answer(context, "北京", 100) == (19, "repaired")
-    assert rq.locate_answer(context, "北京", None) == (0, "repaired")
-    assert rq.locate_answer(context, "上海", 0) == (-1, "not_found")
+    assert utils_qa.locate_answer(context, "北京", 11) == (12, "repaired")
+    assert utils_qa.locate_answer(context, "北京", 7) == (7, "ok")
+    assert utils_qa.locate_answer(context, "北京", 100) == (19, "repaired")
+    assert utils_qa.locate_answer(context, "北京", None) == (0, "repaired")
+    assert utils_qa.locate_answer(context, "上海", 0) == (-1, "not_found")
 
 
 def test_predictions_files_have_one_entry_per_question(scripts_run):
@@ -310,20 +311,20 @@ def test_predictions_files_have_one_entry_per_question(scripts_run):
     ("北京", [], 0, 0),
 ])
 def test_cmrc2018_metric_known_values(prediction, golds, em, f1):
-    got_em, got_f1 = rq.question_scores(prediction, golds, "cmrc2018")
+    got_em, got_f1 = utils_qa.question_scores(prediction, golds, "cmrc2018")
     assert got_em == em
     assert got_f1 == pytest.approx(f1)
 
 
 def test_cmrc_tokens():
-    assert rq.cmrc_tokens("我用BERT模型，在2V2中得了3.14分！") == \
+    assert utils_qa.cmrc_tokens("我用BERT模型，在2V2中得了3.14分！") == \
         ["我", "用", "bert", "模", "型", "在", "2v2", "中", "得", "了", "3.14", "分"]
     # the official list's marks (- : / ...) are dropped without splitting, as the official script does
-    assert rq.cmrc_tokens("M-Touch机，10-14个") == ["mtouch", "机", "1014", "个"]
+    assert utils_qa.cmrc_tokens("M-Touch机，10-14个") == ["mtouch", "机", "1014", "个"]
     # other punctuation is removed too (ASCII brackets and quotes, full-width brackets)
-    assert rq.cmrc_tokens('（"HotShot"）(Billy Joel)【甲】') == ["hotshot", "billy", "joel", "甲"]
-    assert rq.cmrc_tokens("臺灣大學") == ["臺", "灣", "大", "學"]
-    assert rq.cmrc_tokens("「」，。（）《》") == []
+    assert utils_qa.cmrc_tokens('（"HotShot"）(Billy Joel)【甲】') == ["hotshot", "billy", "joel", "甲"]
+    assert utils_qa.cmrc_tokens("臺灣大學") == ["臺", "灣", "大", "學"]
+    assert utils_qa.cmrc_tokens("「」，。（）《》") == []
 
 
 @pytest.mark.parametrize("prediction, golds, em, f1", [
@@ -333,13 +334,13 @@ def test_cmrc_tokens():
     ("", [], 1, 1),
 ])
 def test_squad_metric_known_values(prediction, golds, em, f1):
-    got_em, got_f1 = rq.question_scores(prediction, golds, "squad")
+    got_em, got_f1 = utils_qa.question_scores(prediction, golds, "squad")
     assert (got_em, got_f1) == (em, pytest.approx(f1))
 
 
 def test_qa_metrics_averages_and_counts_missing_predictions():
     golds = {"a": ["北京"], "b": ["北京市"], "c": ["上海"]}
-    result = rq.qa_metrics(golds, {"a": "北京", "b": "北京"})  # c missing: scores 0
+    result = utils_qa.qa_metrics(golds, {"a": "北京", "b": "北京"})  # c missing: scores 0
     assert result["exact_match"] == pytest.approx(100 / 3)
     assert result["f1"] == pytest.approx(100 * (1 + 0.8) / 3)
     assert result["missing_predictions"] == 1
@@ -350,7 +351,7 @@ def test_best_null_threshold():
     best_answers = {"a": "北京", "b": "北京", "c": "天津"}
     null_odds = {"a": -2.0, "b": 1.0, "c": 3.0}
     # threshold 0: a answered (1), b null (1), c null (0) -> 2/3
-    result = rq.qa_metrics(golds, {"a": "北京", "b": "", "c": ""}, null_odds=null_odds, best_answers=best_answers)
+    result = utils_qa.qa_metrics(golds, {"a": "北京", "b": "", "c": ""}, null_odds=null_odds, best_answers=best_answers)
     assert result["f1"] == pytest.approx(200 / 3)
     assert result["best_f1"] == pytest.approx(200 / 3) and result["best_f1_threshold"] == -2.0
     assert result["has_answer_total"] == 2 and result["no_answer_total"] == 1
@@ -546,14 +547,14 @@ def test_json_list_and_squad_v2_fields_are_read(tmp_path):
         {"id": "b", "question": "哪里？", "context": "北京是首都。", "answers": [], "is_impossible": True,
          "plausible_answers": [{"text": "首都", "answer_start": 3}]},
     ], ensure_ascii=False), encoding="utf-8")
-    examples, stats, fmt = rq.read_qa_file(str(path), "validation", version_2=True)
+    examples, stats, fmt = utils_qa.read_qa_file(str(path), "validation", version_2=True)
     assert fmt == "lines" and [e["id"] for e in examples] == ["a", "b"]
     assert examples[1]["answers"] == {"text": [], "answer_start": []}
     assert stats["questions_unanswerable"] == 1 and stats["answers"] == 1
     with pytest.raises(DataError, match=r"list\.json: \[1\]: missing 'question'"):
         path.write_text(json.dumps([{"id": "a", "question": "q", "context": "北京", "answers": []},
                                     {"id": "b", "context": "北京", "answers": []}]), encoding="utf-8")
-        rq.read_qa_file(str(path), "train", version_2=True)
+        utils_qa.read_qa_file(str(path), "train", version_2=True)
 
 
 def test_max_samples_limits_questions(qa_model_dir, scripts_run, tmp_path):
@@ -601,7 +602,10 @@ def test_mlm_checkpoint_encoder_is_transferred(qa_model_dir, scripts_run, tmp_pa
     assert "encoder loaded; new (random): ['qa_outputs.bias', 'qa_outputs.weight']; not used:" in log
 
 
-def test_head_learning_rate_freezing_bf16_and_show_examples(qa_model_dir, scripts_run, tmp_path, capsys):
+def test_head_learning_rate_freezing_bf16_and_show_examples(qa_model_dir, scripts_run, tmp_path, capsys, monkeypatch):
+    import training
+
+    monkeypatch.setattr(training, "cpu_bf16_is_fast", lambda: True)  # bf16 is kept on any CPU here (a tiny model)
     train = scripts_run["dir"] / "train.json"
     trainer = rq.main(args(qa_model_dir, tmp_path / "out", "--train_file", train, "--do_train", "--max_steps", "2",
                            "--head_learning_rate", "1e-2", "--freeze_layers", "0", "--bf16", "--show_examples", "2",
@@ -729,6 +733,6 @@ def test_empty_question_is_skipped_and_counted(tmp_path):
     data = broken(lambda d: P0(d)["qas"][0].update(question=" "))
     path = tmp_path / "empty_q.json"
     path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    examples, stats, _ = rq.read_qa_file(str(path), "validation", version_2=False)
+    examples, stats, _ = utils_qa.read_qa_file(str(path), "validation", version_2=False)
     assert stats["questions_skipped"] == {"empty question": 1}
     assert stats["questions_read"] == 3 and [e["id"] for e in examples] == ["q1", "q2"]

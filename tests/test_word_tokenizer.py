@@ -1,8 +1,9 @@
 """Word-level vocabularies (data_scripts/train_tokenizer.py --level word) and the scripts that read them.
 
-A BPE and a Unigram vocab are trained on a small corpus written here; it must load with AutoTokenizer as a fast tokenizer (no jieba),
-keep BERT's special tokens and ids, hold every character of the corpus, map every token back to its exact characters,
-and work with BertForMaskedLM, run_ner.py (character labels) and run_qa.py (answers as exact context substrings).
+A BPE and a Unigram vocab are trained on a small corpus written here; it must load with AutoTokenizer as a fast
+tokenizer (no jieba), keep BERT's special tokens and ids, hold every character of the corpus, map every token back to
+its exact characters, and work with BertForMaskedLM, run_ner.py (character labels) and run_qa.py (answers as exact
+context substrings).
 """
 
 import json
@@ -21,12 +22,14 @@ import torch  # noqa: E402
 
 import run_ner  # noqa: E402
 import run_qa as rq  # noqa: E402
+import utils_ner  # noqa: E402
+import utils_qa  # noqa: E402
 from data_scripts import train_tokenizer  # noqa: E402
 
 # Sentences of words drawn at random, so that the word models learn the words (北京大学, 天气, 工作 ...), each seen
 # ~60 times, and not pairs of neighbouring words (a few times each).
-WORDS = ["北京大学", "今天", "天气", "很好", "上海", "工作", "张三", "李四", "我们", "喜欢", "酒店", "服务", "在", "的",
-         "了", "很", "Hello", "World", "123"]
+WORDS = ["北京大学", "今天", "天气", "很好", "上海", "工作", "张三", "李四", "我们", "喜欢", "酒店", "服务",
+         "在", "的", "了", "很", "Hello", "World", "123"]
 PUNCTUATION = ["，", "。", "！", " "]
 
 
@@ -171,7 +174,7 @@ def test_run_ner_labels_characters_with_their_single_character_tokens(word_vocab
     assert summary["mean_chunk_tokens"] == pytest.approx(np.mean([len(t) for t, _ in sentences]) + 2)
 
     tokenizer = load(out)
-    char_tokenizer = run_ner.CharTokenizer(tokenizer, 32)
+    char_tokenizer = utils_ner.CharTokenizer(tokenizer, 32)
     text = sentences[0][0]
     assert [char_tokenizer(c, Counter()) for c in text] == [[tokenizer.convert_tokens_to_ids(c)] for c in text]
     assert len(tokenizer.tokenize(text)) < len(text)  # the same text, tokenized as a whole, has word tokens
@@ -209,7 +212,7 @@ def test_run_qa_answers_are_exact_substrings_with_a_word_vocab(word_vocab, tmp_p
     start, end = np.full((n, width), -10.0), np.full((n, width), -10.0)
     for i, (s, e) in enumerate(zip(features["start_positions"], features["end_positions"])):
         start[i, s], end[i, e] = 10.0, 10.0
-    predictions, _, _ = rq.postprocess_predictions(examples, features, start, end)
+    predictions, _, _ = utils_qa.postprocess_predictions(examples, features, start, end)
     assert predictions["whole"] == "北京大学" and predictions["person"] == "李四"
     assert predictions["inside"] == "北京大学"
     assert all(p in context for p in predictions.values())
