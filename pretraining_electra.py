@@ -13,7 +13,7 @@ at equal pretraining compute, table 1).
                                                              ──> per-token head: 1 logit "was this token replaced?"
     loss = generator MLM loss + discriminator_loss_weight (50) * discriminator loss over every non-padding token
 
-Input: the batches of run_mlm.py's MaskingCollator (input_ids with [MASK] at the chosen positions, labels = original
+Input: the batches of utils_mlm.py's MaskingCollator (input_ids with [MASK] at the chosen positions, labels = original
 ids there and -100 elsewhere). The paper masks with [MASK] only: run_mlm.py --objective rtd sets the collator's
 mask_replace_prob=1.0, random_replace_prob=0.0 unless told otherwise.
 
@@ -449,6 +449,16 @@ def model_config(config, objective_args, source):
                          f"{config.model_type!r}. Use --objective mlm for it, or a BERT config.")
     values = {k: v for k, v in config.to_dict().items() if k not in NOT_CARRIED}
     return ReplacedTokenDetectionConfig(**values, **settings)
+
+
+def objective_settings(model, objective_args):
+    """pretraining_args.json's "objective": the objective, and for rtd the generator as built."""
+    if objective_args.objective != "rtd":
+        return {"objective": objective_args.objective}
+    config = model.config
+    return {"objective": "rtd", "generator_size_divisor": config.generator_size_divisor,
+            "generator_num_layers": config.generator_config().num_hidden_layers,
+            "discriminator_loss_weight": config.discriminator_loss_weight}
 
 
 def save_output(trainer):

@@ -5,12 +5,15 @@
 
 1. setup      the tokenizer copied from --tokenizer_dir, a small BertConfig (2 layers x 128, 2 heads, FFN 512, 128
               positions), the first --train_lines / --dev_lines of THUCNews titles;
-2. calibrate  run_mlm.py --max_steps --calibration_steps for each objective: seconds per training step, measured
-              here and now (RTD does more per step: a generator pass, sampling, a second embedding pass);
-3. pretrain   run_mlm.py --objective mlm and --objective rtd, each for --minutes of training: --max_steps =
-              minutes / its own measured step time (the learning-rate schedule needs the step count up front, so a
-              clock that stops training mid-schedule would not be a fair cut); the train_runtime each really took
-              is reported next to it;
+2. calibrate  bench/rtd_step_time.py at the same shapes (batch, block length, vocabulary, generator): training steps
+              of the two objectives alternate in one process, so a change of load on this shared machine hits both,
+              and the CPU time per step (one thread) is what counts: RTD does more per step (a generator pass,
+              sampling, a second embedding pass);
+3. pretrain   run_mlm.py --objective mlm and --objective rtd, each for --minutes of training on an idle core:
+              --max_steps = minutes / its CPU seconds per step (the learning-rate schedule needs the step count up
+              front, so a clock that stops training mid-schedule would not be a fair cut). The wall time each run
+              really took (train_runtime, longer when other processes share the cores) and its CPU time are
+              reported next to it;
 4. finetune   run_classification.py from each checkpoint and from random weights, --seeds, --epochs, --learning_rate,
               mean pooling; dev accuracy mean +- std over seeds.
 
@@ -39,7 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--tokenizer_dir", default="/work/data/news_bert/tokenizer", help="A fast BERT tokenizer.")
     p.add_argument("--output_dir", default="outputs/bench_pretrain_objectives")
     p.add_argument("--minutes", type=float, default=12.0, help="Pretraining time of each objective.")
-    p.add_argument("--calibration_steps", type=int, default=20)
+    p.add_argument("--calibration_steps", type=int, default=6, help="Timed steps per objective.")
     p.add_argument("--hidden_size", type=int, default=128)
     p.add_argument("--num_hidden_layers", type=int, default=2)
     p.add_argument("--num_attention_heads", type=int, default=2)
@@ -133,13 +136,17 @@ def main(argv=None):
             cmd += ["--generator_size_divisor", str(args.generator_size_divisor)]
         return cmd
 
-    # ---- 2. calibrate: seconds per step of each objective ---------------------------------------------------------
-    step_seconds = {}
-    for objective in OBJECTIVES:
-        name = f"calibrate_{objective}"
-        run_dir = os.path.join(out, name)
-        record = run(name, pretrain_cmd(objective, run_dir, args.calibration_steps, evaluate=False), run_dir)
-        step_seconds[objective] = record["train"]["train_runtime"] / args.calibration_steps
+    # ---- 2. calibrate: CPU seconds per step of each objective, measured side by side -----------------------------
+    run_dir = os.path.join(out, "calibrate")
+    record = run("calibrate", [
+        py, "bench/rtd_step_time.py", "--num_hidden_layers", str(args.num_hidden_layers), "--hidden_size",
+        str(args.hidden_size), "--num_attention_heads", str(args.num_attention_heads), "--intermediate_size",
+        str(args.intermediate_size), "--vocab_size", str(len(tokenizer)), "--generator_size_divisor",
+        str(args.generator_size_divisor), "--batch_size", str(args.pretrain_batch_size), "--seq_len",
+        str(args.max_seq_length), "--steps", str(args.calibration_steps), "--output",
+        os.path.join(run_dir, "step_time.json")], run_dir)
+    record["step_time"] = read_json(os.path.join(run_dir, "step_time.json"))
+    step_seconds = record["step_time"]["median_cpu_s"]
     report["step_seconds"] = step_seconds
     report["max_steps"] = {o: max(1, int(args.minutes * 60 / s)) for o, s in step_seconds.items()}
     save()
@@ -199,13 +206,13 @@ def markdown(report):
         f"{args['num_hidden_layers']} layers x {args['hidden_size']} (heads {args['num_attention_heads']}, FFN "
         f"{args['intermediate_size']}), vocab {args['tokenizer_dir']}, corpus {args['corpus']}, blocks of "
         f"{args['max_seq_length']}, batch {args['pretrain_batch_size']}, lr {args['pretrain_learning_rate']}; each "
-        f"objective {args['minutes']} min of training. RTD generator 1/{args['generator_size_divisor']} wide. "
+        f"objective {args['minutes']} min of training at its calibrated CPU time per step. RTD generator 1/{args['generator_size_divisor']} wide. "
         f"Fine-tuning: THUCNews titles, first {args['train_lines']} train / {args['dev_lines']} dev lines, "
         f"{args['epochs']} epochs, lr {args['learning_rate']}, mean pooling, seeds {args['seeds']}.",
         "",
-        "| source | pretrain steps | s/step (calibrated) | pretrain min (train_runtime) | pretraining eval | "
-        "THUCNews dev accuracy (mean ± std) |",
-        "|---|---|---|---|---|---|",
+        "| source | pretrain steps | CPU s/step (calibrated) | pretrain wall min (train_runtime) | pretrain process "
+        "CPU min | pretraining eval | THUCNews dev accuracy (mean ± std) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for source in (*OBJECTIVES, "random"):
         row = s.get(source)
@@ -220,8 +227,10 @@ def markdown(report):
         else:
             pre = "-"
         step = (report.get("step_seconds") or {}).get(source)
+        cpu = (report["runs"].get(f"pretrain_{source}") or {}).get("cpu_s")
         lines.append(f"| {source} | {row['pretrain_steps'] or '-'} | {f'{step:.2f}' if step else '-'} | "
-                     f"{row['pretrain_train_runtime_min'] or '-'} | {pre} | {fmt_mean_std(row['dev_accuracy'])} |")
+                     f"{row['pretrain_train_runtime_min'] or '-'} | {f'{cpu / 60:.1f}' if cpu else '-'} | {pre} | "
+                     f"{fmt_mean_std(row['dev_accuracy'])} |")
     lines += ["", f"Commit {m.get('git_commit')}, torch {m.get('torch')}, transformers {m.get('transformers')}, "
                   f"{m.get('cpus_usable')} usable cores (runs single-threaded), CPU {m.get('cpu_model')}; all runs "
                   f"together {s.get('cpu_minutes_all_runs')} CPU-minutes. Contention (share of the CPUs other "

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Time per training step: replaced-token detection (pretraining_electra.py) vs masked LM (run_mlm.py's
+"""Time per training step: replaced-token detection (pretraining_electra.py) vs masked LM (utils_mlm.py's
 SparseBertForMaskedLM), same discriminator/encoder shape, same batch.
 
 RTD does more per step (a generator pass, sampling, a second embedding pass, a per-token head); its claim is that it
@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import machine_facts  # noqa: E402
 from pretraining_electra import BertForReplacedTokenDetection, ReplacedTokenDetectionConfig  # noqa: E402
-from run_mlm import SparseBertForMaskedLM  # noqa: E402
+from utils_mlm import SparseBertForMaskedLM  # noqa: E402
 
 SPECIALS = 5  # ids 0..4: [PAD] [UNK] [CLS] [SEP] [MASK]
 CLS, SEP, MASK = 2, 3, 4

@@ -227,17 +227,16 @@ def test_discriminator_labels_sample_equal_to_original_and_padding():
 
 
 def test_masking_rate_and_labels_from_run_mlms_collator(model_dir):
-    """run_mlm.py's MaskingCollator as --objective rtd configures it (all chosen tokens [MASK]ed): 15% of the real
+    """utils_mlm.py's MaskingCollator as --objective rtd configures it (all chosen tokens [MASK]ed): 15% of the real
     tokens are masked, the discriminator's labels say 1 exactly where the sample differs from the original, and
     replacements never outnumber the masks."""
     from transformers import AutoTokenizer
 
     import helpers as h
-    from run_mlm import MaskingCollator
+    from utils_mlm import MaskingCollator
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    collator = MaskingCollator(tokenizer, 0.15, mask_replace_prob=1.0, random_replace_prob=0.0,
-                               generator=torch.Generator().manual_seed(0))
+    collator = MaskingCollator(tokenizer, mlm_probability=0.15, mask_replace_prob=1.0, random_replace_prob=0.0, seed=0)
     rng = torch.Generator().manual_seed(1)
     features = [{"input_ids": [tokenizer.cls_token_id] + tokenizer.convert_tokens_to_ids(
         [h.FILLER[int(i)] for i in torch.randint(len(h.FILLER), (int(n),), generator=rng)]) + [tokenizer.sep_token_id]}
@@ -453,3 +452,102 @@ def test_whole_model_round_trip_and_continuing_from_a_bert_checkpoint(tmp_path):
     assert continued.generator_head.decoder.weight is continued.bert.embeddings.word_embeddings.weight
     _, masked_ids, labels, attention_mask = fixed_batch()
     assert torch.isfinite(continued(input_ids=masked_ids, attention_mask=attention_mask, labels=labels).loss)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# run_mlm.py --objective rtd end to end, then run_classification.py from its output directory
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def rtd_args(model_dir, output_dir, corpus, *extra, epochs=1):
+    return ["--config_name", str(model_dir), "--tokenizer_name", str(model_dir), "--output_dir", str(output_dir),
+            "--train_file", str(corpus), "--line_by_line", "--max_seq_length", "32", "--num_train_epochs",
+            str(epochs), "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "64",
+            "--learning_rate", "3e-3", "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true",
+            "--seed", "0", "--dataloader_num_workers", "0", *[str(a) for a in extra]]
+
+
+def phrase_corpus(path, n_lines, seed=0):
+    """Lines of a few fixed 3-5 character phrases: a generator learns which characters follow which. Every character
+    of the vocabulary occurs (the classification keywords too: a token never seen in pretraining keeps an embedding
+    that the generator's softmax only ever pushed away, like every other unseen token's)."""
+    import random
+
+    import helpers as h
+
+    rng = random.Random(seed)
+    characters = h.FILLER + h.KEYWORDS
+    rng.shuffle(characters)
+    phrases = ["".join(characters[i:i + 4]) for i in range(0, len(characters), 4)]
+    return h.write_lines(path, ["".join(rng.choice(phrases) for _ in range(rng.randint(2, 5)))
+                                for _ in range(n_lines)])
+
+
+def test_run_mlm_objective_rtd_then_run_classification(tmp_path, model_dir):
+    import helpers as h
+    import run_classification
+    import run_mlm
+
+    corpus = phrase_corpus(tmp_path / "corpus.txt", 800)
+    out = tmp_path / "rtd"
+    trainer = run_mlm.main(rtd_args(model_dir, out, corpus, "--objective", "rtd", "--generator_size_divisor", "2",
+                                    "--do_train", "--do_eval", epochs=4))
+    model = trainer.model
+    assert type(model) is BertForReplacedTokenDetection and model.config.generator_config().hidden_size == 16
+    assert trainer.model_accepts_loss_kwargs is False  # Trainer divides the mean loss by gradient accumulation
+    evals = [e for e in trainer.state.log_history if "eval_rtd_accuracy" in e]
+    assert len(evals) == 5  # one per epoch + the final evaluation
+    assert evals[-1]["eval_loss"] < evals[0]["eval_loss"], evals
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["eval_rtd_accuracy"] > results["eval_rtd_all_original_accuracy"], results
+    assert results["eval_generator_masked_accuracy"] > 1 / len(h.FILLER), results
+    # ELECTRA's masking: 15% of the real tokens, all [MASK] (the generator's samples are the replacements)
+    summary = json.loads((out / "pretraining_args.json").read_text())
+    assert summary["objective"]["objective"] == "rtd"
+    assert (summary["masking"]["mask_replace_prob"], summary["masking"]["random_replace_prob"]) == (1.0, 0.0)
+
+    # the output directory is a plain BERT encoder: AutoModel gives the trained discriminator's outputs exactly
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["model_type"] == "bert" and saved["architectures"] == ["BertModel"]
+    ids = torch.tensor([[2] + list(range(5, 25)) + [3]])
+    model.eval()
+    with torch.no_grad():
+        expected = model.bert(ids).last_hidden_state
+        assert torch.equal(AutoModel.from_pretrained(out).eval()(ids).last_hidden_state, expected)
+    generator = AutoModelForMaskedLM.from_pretrained(out / "generator")
+    assert type(generator) is ElectraForMaskedLM and generator.config.hidden_size == 16
+
+    # run_classification.py loads it unchanged (learning rate 0: the encoder it fine-tunes is the discriminator) ...
+    train = h.write_tsv(tmp_path / "train.tsv", h.keyword_rows(320))
+    dev = h.write_tsv(tmp_path / "dev.tsv", h.keyword_rows(60, seed=1))
+    common = ["--model_name_or_path", str(out), "--train_file", str(train), "--validation_file", str(dev),
+              "--report_to", "none", "--save_strategy", "no", "--per_device_train_batch_size", "16",
+              "--disable_tqdm", "true", "--seed", "0", "--dataloader_num_workers", "0"]
+    frozen = run_classification.main(common + ["--do_train", "--max_steps", "1", "--learning_rate", "0",
+                                               "--warmup_steps", "0", "--eval_strategy", "no",
+                                               "--output_dir", str(tmp_path / "clf0")])
+    with torch.no_grad():
+        assert torch.equal(frozen.model.bert.eval()(ids).last_hidden_state, expected)
+    # ... and fine-tunes it: the keyword task is learnt
+    tuned = run_classification.main(common + ["--do_train", "--do_eval", "--num_train_epochs", "3", "--pooling",
+                                              "mean", "--learning_rate", "2e-3", "--output_dir", str(tmp_path / "clf")])
+    assert json.loads((tmp_path / "clf" / "eval_results.json").read_text())["eval_accuracy"] >= 0.9  # chance 0.5
+    del tuned
+
+
+def test_run_mlm_objective_errors(tmp_path, model_dir):
+    import run_mlm
+
+    corpus = phrase_corpus(tmp_path / "corpus.txt", 20)
+    with pytest.raises(ValueError, match="--generator_size_divisor only apply to --objective rtd"):
+        run_mlm.main(rtd_args(model_dir, tmp_path / "a", corpus, "--do_train", "--generator_size_divisor", "2"))
+    with pytest.raises(ValueError, match="--nsp with --objective rtd"):
+        run_mlm.main(rtd_args(model_dir, tmp_path / "b", corpus, "--do_train", "--objective", "rtd", "--nsp"))
+    with pytest.raises(ValueError, match="generator_size_divisor 3"):
+        run_mlm.main(rtd_args(model_dir, tmp_path / "c", corpus, "--do_train", "--objective", "rtd",
+                              "--generator_size_divisor", "3"))
+    AutoConfig.for_model("roberta", vocab_size=80, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64).save_pretrained(tmp_path / "roberta")
+    with pytest.raises(ValueError, match="model_type 'roberta'"):
+        run_mlm.main(rtd_args(model_dir, tmp_path / "d", corpus, "--do_train", "--objective", "rtd",
+                              "--config_name", tmp_path / "roberta"))
