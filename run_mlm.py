@@ -398,8 +398,10 @@ def main(args=None):
     is_main = trainer.is_world_process_zero()
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=resume)
-        # model + tokenizer: a checkpoint the fine-tuning scripts load directly (rtd: the encoder alone)
-        rtd.save_output(trainer) if rtd_objective else trainer.save_model()
+        if rtd_objective:  # the encoder alone as a BERT checkpoint (+ the generator in generator/)
+            rtd.save_output(trainer)
+        else:
+            trainer.save_model()  # model + tokenizer: a checkpoint the fine-tuning scripts load directly
         if is_main and isinstance(model, (SparseBertForMaskedLM, SparseBertForPreTraining)):
             # the weights are BERT's own: record the standard class, which is what loads them elsewhere
             model.config.architectures = [type(model).__mro__[1].__name__]

@@ -58,6 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--reuse", action="store_true", help="Skip runs that already finished with the same command.")
     p.add_argument("--results_name", default="pretrain_objectives")
+    p.add_argument("--results_dir", default=RESULTS, help="Where the JSON and markdown go.")
     return p.parse_args(argv)
 
 
@@ -81,19 +82,19 @@ def main(argv=None):
     args = parse_args(argv)
     out = os.path.abspath(args.output_dir)
     os.makedirs(out, exist_ok=True)
-    os.makedirs(RESULTS, exist_ok=True)
+    os.makedirs(args.results_dir, exist_ok=True)
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
                OMP_NUM_THREADS="1")
     py = sys.executable
     report = {"benchmark": "pretrain_objectives", "machine": machine_facts(), "args": vars(args),
               "command": " ".join([os.path.basename(py), *sys.argv]), "runs": {}}
-    json_path = os.path.join(RESULTS, args.results_name + ".json")
+    json_path = os.path.join(args.results_dir, args.results_name + ".json")
 
     def save():
         report["summary"] = summarise(report)
         with open(json_path, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2, ensure_ascii=False)
-        with open(os.path.join(RESULTS, args.results_name + ".md"), "w", encoding="utf-8") as f:
+        with open(os.path.join(args.results_dir, args.results_name + ".md"), "w", encoding="utf-8") as f:
             f.write(markdown(report))
 
     def run(name, cmd, run_dir):
