@@ -202,7 +202,7 @@ def markdown(report):
     s, args = report.get("summary", {}), report["args"]
     m = report["machine"]
     lines = [
-        "# Pretraining objectives at equal wall-clock: MLM vs replaced-token detection",
+        "# Pretraining objectives at equal training time: MLM vs replaced-token detection",
         "",
         f"{args['num_hidden_layers']} layers x {args['hidden_size']} (heads {args['num_attention_heads']}, FFN "
         f"{args['intermediate_size']}), vocab {args['tokenizer_dir']}, corpus {args['corpus']}, blocks of "

@@ -551,3 +551,40 @@ def test_run_mlm_objective_errors(tmp_path, model_dir):
     with pytest.raises(ValueError, match="model_type 'roberta'"):
         run_mlm.main(rtd_args(model_dir, tmp_path / "d", corpus, "--do_train", "--objective", "rtd",
                               "--config_name", tmp_path / "roberta"))
+
+
+def test_bench_pretrain_objectives_smoke(tmp_path, model_dir):
+    """bench/pretrain_objectives.py end to end at toy size: calibration, MLM and RTD pretraining, fine-tuning from
+    both and from random weights; the JSON and the table hold every run."""
+    import sys
+
+    import helpers as h
+
+    sys.path.insert(0, str(h.REPO_ROOT / "bench"))
+    import pretrain_objectives
+
+    data = tmp_path / "titles"
+    data.mkdir()
+    rows = h.keyword_rows(60, n_classes=2)
+    h.write_lines(data / "train.txt", [f"{text}\t{label}" for text, label in rows[:40]])
+    h.write_lines(data / "dev.txt", [f"{text}\t{label}" for text, label in rows[40:]])
+    h.write_label_file(data / "class.txt", ["甲类", "乙类"])
+    results = tmp_path / "results"
+    pretrain_objectives.main([
+        "--data_dir", str(data), "--corpus", str(phrase_corpus(tmp_path / "corpus.txt", 200)), "--tokenizer_dir",
+        str(model_dir), "--output_dir", str(tmp_path / "runs"), "--results_dir", str(results), "--minutes", "0.01",
+        "--calibration_steps", "1", "--hidden_size", "32", "--num_hidden_layers", "1", "--intermediate_size", "64",
+        "--max_seq_length", "32", "--pretrain_batch_size", "8", "--generator_size_divisor", "2", "--train_lines", "30",
+        "--dev_lines", "20", "--epochs", "1", "--seeds", "0"])
+    report = json.loads((results / "pretrain_objectives.json").read_text())
+    assert report["data"] == {"train_lines": 30, "dev_lines": 20}
+    assert set(report["step_seconds"]) == {"mlm", "rtd"} and min(report["max_steps"].values()) >= 1
+    assert report["machine"]["torch"] and report["machine"]["git_commit"] and report["args"]["seeds"] == [0]
+    for source in ("mlm", "rtd", "random"):
+        run = report["runs"][f"finetune_{source}_seed0"]
+        assert run["returncode"] == 0 and "run_classification.py" in run["command"]
+        assert report["summary"][source]["dev_accuracy"]["n"] == 1
+    assert "eval_rtd_accuracy" in report["summary"]["rtd"]["pretrain_eval"]
+    assert "eval_masked_accuracy" in report["summary"]["mlm"]["pretrain_eval"]
+    table = (results / "pretrain_objectives.md").read_text()
+    assert all(f"| {source} |" in table for source in ("mlm", "rtd", "random"))
