@@ -14,6 +14,7 @@ MODEL_CARD_TASKS = {
     "token-classification": ("token-classification", "AutoModelForTokenClassification", "token_classification"),
     "question-answering": ("question-answering", "AutoModelForQuestionAnswering", "question_answering"),
     "fill-mask": ("fill-mask", "AutoModelForMaskedLM", None),
+    "feature-extraction": ("feature-extraction", "AutoModel", None),  # run_mlm.py --objective rtd: an encoder
 }
 _GENERIC_SPLIT_NAMES = {"train", "training", "dev", "valid", "validation", "val", "test", "eval", "corpus", "data",
                         "predict", "all"}
@@ -140,6 +141,15 @@ def usage_snippets(task, model_id, config, example=None):
             f"start = int(out.start_logits[0].masked_fill(~in_context, -1e4).argmax())\n"
             f"end = start + int(out.end_logits[0].masked_fill(~in_context, -1e4)[start:start + 30].argmax())\n"
             f"print(context[offsets[start][0]:offsets[end][1]])\n"]
+    if task == "feature-extraction":
+        text = example if example is not None else "今天的比赛非常精彩。"
+        return [
+            f"import torch\nfrom transformers import AutoModel, AutoTokenizer\n\n"
+            f"tokenizer = AutoTokenizer.from_pretrained({mid})\n"
+            f"model = AutoModel.from_pretrained({mid}{remote}).eval()\n"
+            f"with torch.no_grad():\n"
+            f"    states = model(**tokenizer([{_q(text)}], return_tensors=\"pt\")).last_hidden_state\n"
+            f"print(states.shape)  # [texts, tokens, hidden]: fine-tune it, or pool it into features\n"]
     text = example if example is not None else "今天天气很[MASK]。"
     return [
         f"from transformers import pipeline\n\n"
@@ -165,6 +175,8 @@ def write_model_card(trainer, task, dataset_name=None, data_files=None, example=
     args, model = trainer.args, trainer.accelerator.unwrap_model(trainer.model)
     config = model.config
     output_dir = args.output_dir
+    if task == "feature-extraction":  # the output directory holds the encoder alone, not the pretraining heads
+        model, config = model.base_model, transformers.AutoConfig.from_pretrained(output_dir)
     pipeline_tag, auto_class, settings_key = MODEL_CARD_TASKS[task]
     if not isinstance(data_files, dict):
         data_files = {f"file {i + 1}": p for i, p in enumerate(data_files or [])}
@@ -198,7 +210,8 @@ def write_model_card(trainer, task, dataset_name=None, data_files=None, example=
               and _is_hub_id(base_model) else f"fine-tuned from `{base_model}`" if base_model
               else "trained from scratch")
     task_words = {"text-classification": "text classification", "token-classification": "named-entity recognition",
-                  "question-answering": "extractive question answering", "fill-mask": "masked language modelling"}
+                  "question-answering": "extractive question answering", "fill-mask": "masked language modelling",
+                  "feature-extraction": "text encoding (replaced-token detection pretraining)"}
     lines = meta + ["", f"# {title}", "",
                     f"A {config.model_type} model ({architecture}, {n_params / 1e6:.3g}M parameters, "
                     f"{getattr(config, 'num_hidden_layers', '?')} layers x {getattr(config, 'hidden_size', '?')}) for "
@@ -278,8 +291,8 @@ def write_model_card(trainer, task, dataset_name=None, data_files=None, example=
     for snippet in usage_snippets(task, model_id, config, example):
         lines += ["```python", snippet.rstrip("\n"), "```", ""]
     recipe = {"text-classification": "run_classification.py", "token-classification": "run_ner.py",
-              "question-answering": "run_qa.py", "fill-mask": "run_mlm.py"}[task]
-    if task != "fill-mask":
+              "question-answering": "run_qa.py", "fill-mask": "run_mlm.py", "feature-extraction": "run_mlm.py"}[task]
+    if task not in ("fill-mask", "feature-extraction"):
         lines += ["With the recipe repository, `python predict.py --model DIR` encodes long texts exactly as in "
                   "training (saved in config.json) and batches with dynamic padding; `python export_onnx.py --model "
                   "DIR` exports to ONNX.", ""]

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Pretrain a Chinese BERT from scratch, or continue pretraining one on your own text: masked language modelling
-(MLM), optionally with whole-word masking (jieba words, like Chinese-BERT-wwm) and next-sentence prediction (NSP).
+(MLM), optionally with whole-word masking (jieba words, like Chinese-BERT-wwm) and next-sentence prediction (NSP), or
+ELECTRA's replaced-token detection (--objective rtd, pretraining_electra.py).
 
 One file, top to bottom: arguments -> corpus -> tokenize -> examples (blocks, lines or sentence pairs) -> model ->
 train -> evaluate (perplexity, masked-token accuracy, NSP accuracy) -> save.
@@ -49,6 +50,12 @@ Defaults that differ from the Hugging Face example, and why:
   evaluation and a checkpoint per epoch, 2 kept (HF none / every 500 steps), logging every 50 steps (HF 500),
   length-pooled random batches (HF random: more padding)
 
+--objective rtd (ELECTRA, Clark et al. 2020): a generator --generator_size_divisor (4) times narrower than the
+encoder fills the masks (all [MASK] by default) with samples from its softmax, and the encoder learns, at every token,
+whether it was replaced: a training signal from every token instead of 15%. Whole-word masking works with it; NSP
+does not. The output directory holds the encoder as a plain BERT checkpoint (BertModel, model_type bert) for the
+fine-tuning scripts and AutoModel, and the generator in generator/ (ElectraForMaskedLM, a fill-mask model).
+
 Arguments can also come from one .json or .yaml file: `python run_mlm.py args.yaml`.
 """
 
@@ -62,6 +69,7 @@ import datasets
 import numpy as np
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForPreTraining, set_seed
 
+import pretraining_electra as rtd
 from checkpoints import checkpoint_to_resume
 from data_sources import DatasetArguments, load_dataset_splits, source_fingerprint
 from model_card import fill_mask_example, finish_output_dir
@@ -174,10 +182,11 @@ class DataTrainingArguments(DatasetArguments):
                   "with BertForPreTraining (MLM + NSP loss)."},
     )
     mlm_probability: float = field(default=0.15, metadata={"help": "Share of tokens chosen for prediction."})
-    mask_replace_prob: float = field(default=0.8, metadata={"help": "Of the chosen tokens: share set to [MASK]."})
-    random_replace_prob: float = field(
-        default=0.1, metadata={"help": "Of the chosen tokens: share set to a random token (the rest stays as is)."}
-    )
+    mask_replace_prob: Optional[float] = field(
+        default=None, metadata={"help": "Of the chosen tokens: share set to [MASK] (mlm: 0.8, rtd: 1.0)."})
+    random_replace_prob: Optional[float] = field(
+        default=None, metadata={"help": "Of the chosen tokens: share set to a random token, the rest stays as is "
+                                        "(mlm: 0.1, rtd: 0)."})
     whole_word_mask: bool = field(
         default=False,
         metadata={"help": "Choose whole jieba words: all characters of a chosen word are masked together."},
@@ -209,8 +218,9 @@ class PretrainingArguments(RecipeTrainingArguments):
 
 
 def main(args=None):
-    model_args, data_args, training_args = parse_args(
-        (ModelArguments, DataTrainingArguments, PretrainingArguments), args)
+    model_args, data_args, training_args, objective_args = parse_args(
+        (ModelArguments, DataTrainingArguments, PretrainingArguments, rtd.ObjectiveArguments), args)
+    rtd.check_objective(objective_args, data_args)  # --objective mlm|rtd against the other flags
     setup_logging(logger, training_args)
     resume = checkpoint_to_resume(training_args)  # never overwrites results unless asked
     set_seed(training_args.seed)
@@ -388,7 +398,9 @@ def main(args=None):
         raise DataError(f"{train_files}: no training examples after tokenization.")
 
     # ---- Model ---------------------------------------------------------------------------------------------------
-    if config.model_type == "bert":  # BERT's own classes, scoring only the masked positions while training
+    if objective_args.objective == "rtd":  # ELECTRA: a generator + the encoder, sharing BERT's embeddings
+        config, model_class = rtd.model_config(config, objective_args, config_source), rtd.BertForReplacedTokenDetection
+    elif config.model_type == "bert":  # BERT's own classes, scoring only the masked positions while training
         model_class = SparseBertForPreTraining if data_args.nsp else SparseBertForMaskedLM
     else:  # other architectures (e.g. ERNIE, RoBERTa-style checkpoints of another type): their own heads
         model_class = AutoModelForPreTraining if data_args.nsp else AutoModelForMaskedLM
@@ -399,7 +411,8 @@ def main(args=None):
         if config.vocab_size != len(tokenizer):
             logger.info(f"vocab_size {config.vocab_size} -> {len(tokenizer)} (the tokenizer's)")
             config.vocab_size = len(tokenizer)
-        model = (model_class(config) if model_class in (SparseBertForMaskedLM, SparseBertForPreTraining)
+        model = (model_class(config) if model_class in (SparseBertForMaskedLM, SparseBertForPreTraining,
+                                                        rtd.BertForReplacedTokenDetection)
                  else model_class.from_config(config, trust_remote_code=model_args.trust_remote_code))
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         logger.warning(f"Tokenizer has {len(tokenizer)} tokens, the model's embeddings "
@@ -419,6 +432,8 @@ def main(args=None):
     if eval_dataset is None and training_args.eval_requested:
         raise ValueError("--do_eval needs --validation_file or --validation_split_percentage > 0.")
     evaluation_callbacks(training_args, has_validation=eval_dataset is not None)
+    rtd_objective = objective_args.objective == "rtd"
+    metric_functions = (rtd.compute_metrics, rtd.reduce_outputs) if rtd_objective else (compute_metrics, reduce_logits)
     trainer = RecipeTrainer(
         model=model,
         args=training_args,
@@ -426,40 +441,46 @@ def main(args=None):
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         data_collator=collator,
-        compute_metrics=compute_metrics if eval_dataset is not None else None,
-        preprocess_logits_for_metrics=reduce_logits if eval_dataset is not None else None,
+        compute_metrics=metric_functions[0] if eval_dataset is not None else None,
+        preprocess_logits_for_metrics=metric_functions[1] if eval_dataset is not None else None,
     )
     output_dir = training_args.output_dir
     is_main = trainer.is_world_process_zero()
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=resume)
-        trainer.save_model()  # model + tokenizer: a checkpoint the fine-tuning scripts load directly
+        if rtd_objective:  # the encoder alone as a BERT checkpoint (+ the generator in generator/)
+            rtd.save_output(trainer)
+        else:
+            trainer.save_model()  # model + tokenizer: a checkpoint the fine-tuning scripts load directly
         if is_main and isinstance(model, (SparseBertForMaskedLM, SparseBertForPreTraining)):
             # the weights are BERT's own: record the standard class, which is what loads them elsewhere
             model.config.architectures = [type(model).__mro__[1].__name__]
             model.config.save_pretrained(output_dir)
-        save_training(trainer, train_result, curves=("eval_perplexity",),
+        save_training(trainer, train_result, curves=rtd.PLOT_METRICS if rtd_objective else ("eval_perplexity",),
                       **({} if data_args.streaming else {"train_samples": len(train_dataset)}))
 
     # ---- Evaluate: perplexity and masked-token accuracy (NSP accuracy) on the fixed validation masks ------------
     if eval_dataset is not None and training_args.eval_requested:
         metrics = trainer.evaluate()
         metrics["eval_samples"] = len(eval_dataset)
-        metrics["perplexity"] = metrics["eval_perplexity"]  # where Hugging Face's run_mlm.py writes it
+        if not rtd_objective:
+            metrics["perplexity"] = metrics["eval_perplexity"]  # where Hugging Face's run_mlm.py writes it
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
 
     # ---- Save: the settings next to the checkpoint, the model card (README.md), then --push_to_hub --------------
     settings = PretrainingSettings(masking=masking, nsp=data_args.nsp, line_by_line=data_args.line_by_line,
-                                   max_seq_length=data_args.max_seq_length, train_files=train_files)
+                                   max_seq_length=data_args.max_seq_length, train_files=train_files,
+                                   objective=rtd.objective_settings(model, objective_args))
     if is_main and training_args.do_train:
         settings.save(output_dir)
         logger.info(f"Checkpoint in {output_dir}: fine-tune it with run_classification.py / run_ner.py / run_qa.py "
                     f"--model_name_or_path {output_dir}")
     if training_args.do_train:
-        finish_output_dir(trainer, "fill-mask", logger=logger,
+        finish_output_dir(trainer, "feature-extraction" if rtd_objective else "fill-mask", logger=logger,
                           data_files={"train": train_files, "validation": validation_files},
-                          example=None if data_args.streaming else fill_mask_example(tokenizer, train_dataset),
+                          example=None if data_args.streaming or rtd_objective else fill_mask_example(tokenizer,
+                                                                                                   train_dataset),
                           base_model=model_args.model_name_or_path, settings=settings.card_settings())
     return trainer
 

@@ -38,13 +38,14 @@ class PretrainingSettings:
     line_by_line: bool
     max_seq_length: int
     train_files: list = field(default_factory=list)
+    objective: dict = field(default_factory=lambda: {"objective": "mlm"})  # rtd: and the generator's shape
 
     def save(self, output_dir):
         write_json(os.path.join(output_dir, self.FILE), asdict(self))
 
     def card_settings(self):
         """The rows of the model card's settings table: masking, example shape (not the file paths)."""
-        return {**self.masking, "nsp": self.nsp, "line_by_line": self.line_by_line,
+        return {**self.objective, **self.masking, "nsp": self.nsp, "line_by_line": self.line_by_line,
                 "max_seq_length": self.max_seq_length}
 
 
