@@ -399,7 +399,8 @@ def main(args=None):
 
     # ---- Model ---------------------------------------------------------------------------------------------------
     if objective_args.objective == "rtd":  # ELECTRA: a generator + the encoder, sharing BERT's embeddings
-        config, model_class = rtd.model_config(config, objective_args, config_source), rtd.BertForReplacedTokenDetection
+        config = rtd.model_config(config, objective_args, config_source)
+        model_class = rtd.BertForReplacedTokenDetection
     elif config.model_type == "bert":  # BERT's own classes, scoring only the masked positions while training
         model_class = SparseBertForPreTraining if data_args.nsp else SparseBertForMaskedLM
     else:  # other architectures (e.g. ERNIE, RoBERTa-style checkpoints of another type): their own heads

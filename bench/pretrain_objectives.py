@@ -207,7 +207,8 @@ def markdown(report):
         f"{args['num_hidden_layers']} layers x {args['hidden_size']} (heads {args['num_attention_heads']}, FFN "
         f"{args['intermediate_size']}), vocab {args['tokenizer_dir']}, corpus {args['corpus']}, blocks of "
         f"{args['max_seq_length']}, batch {args['pretrain_batch_size']}, lr {args['pretrain_learning_rate']}; each "
-        f"objective {args['minutes']} min of training at its calibrated CPU time per step. RTD generator 1/{args['generator_size_divisor']} wide. "
+        f"objective {args['minutes']} min of training at its calibrated CPU time per step. "
+        f"RTD generator 1/{args['generator_size_divisor']} wide. "
         f"Fine-tuning: THUCNews titles, first {args['train_lines']} train / {args['dev_lines']} dev lines, "
         f"{args['epochs']} epochs, lr {args['learning_rate']}, mean pooling, seeds {args['seeds']}.",
         "",

@@ -174,7 +174,8 @@ def test_output_shapes_and_loss():
     assert out.loss.dim() == 0
     torch.testing.assert_close(out.loss.detach(), out.generator_loss + 50.0 * out.discriminator_loss)
     # the generator's loss is cross-entropy at the masked positions, rows in the order of labels[labels != -100]
-    torch.testing.assert_close(out.generator_loss, F.cross_entropy(out.generator_logits.detach(), labels[labels != -100]))
+    torch.testing.assert_close(out.generator_loss,
+                               F.cross_entropy(out.generator_logits.detach(), labels[labels != -100]))
     # without labels: the discriminator scores the text as given
     plain = model(input_ids=original, attention_mask=attention_mask)
     assert plain.loss is None and plain.generator_logits is None and plain.discriminator_logits.shape == original.shape
@@ -230,9 +231,10 @@ def test_masking_rate_and_labels_from_run_mlms_collator(model_dir):
     """utils_mlm.py's MaskingCollator as --objective rtd configures it (all chosen tokens [MASK]ed): 15% of the real
     tokens are masked, the discriminator's labels say 1 exactly where the sample differs from the original, and
     replacements never outnumber the masks."""
+    import helpers as h
+
     from transformers import AutoTokenizer
 
-    import helpers as h
     from utils_mlm import MaskingCollator
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -485,6 +487,7 @@ def phrase_corpus(path, n_lines, seed=0):
 
 def test_run_mlm_objective_rtd_then_run_classification(tmp_path, model_dir):
     import helpers as h
+
     import run_classification
     import run_mlm
 
@@ -530,7 +533,8 @@ def test_run_mlm_objective_rtd_then_run_classification(tmp_path, model_dir):
         assert torch.equal(frozen.model.bert.eval()(ids).last_hidden_state, expected)
     # ... and fine-tunes it: the keyword task is learnt
     tuned = run_classification.main(common + ["--do_train", "--do_eval", "--num_train_epochs", "3", "--pooling",
-                                              "mean", "--learning_rate", "2e-3", "--output_dir", str(tmp_path / "clf")])
+                                              "mean", "--learning_rate", "2e-3",
+                                              "--output_dir", str(tmp_path / "clf")])
     assert json.loads((tmp_path / "clf" / "eval_results.json").read_text())["eval_accuracy"] >= 0.9  # chance 0.5
     del tuned
 
