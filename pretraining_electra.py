@@ -24,8 +24,9 @@ Layout: the discriminator is a plain BertModel kept at `self.bert`, so its param
     AutoModel.from_pretrained load it with no code changes. The detection head is not written: it only serves
     pretraining, and the discriminator has no MLM head to fill masks with;
   * `model.save_generator(dir)` writes the generator with its own copy of the shared embeddings as an
-    ElectraForMaskedLM checkpoint (the same layout: ELECTRA's embeddings_project and generator head), a fill-mask model that
-    AutoModelForMaskedLM and pipeline("fill-mask") load. run_mlm.py puts it in the output directory's generator/;
+    ElectraForMaskedLM checkpoint (the same layout: ELECTRA's embeddings_project and generator head), a fill-mask
+    model that AutoModelForMaskedLM and pipeline("fill-mask") load. run_mlm.py puts it in the output directory's
+    generator/;
   * `BertForReplacedTokenDetection.from_pretrained(bert_dir, config=ReplacedTokenDetectionConfig.from_pretrained(
     bert_dir))` continues pretraining a BERT checkpoint (bert-base-chinese, run_mlm.py's output) with replaced-token
     detection: the encoder loads, the generator and the detection head start fresh;
