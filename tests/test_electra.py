@@ -398,9 +398,10 @@ def test_saved_discriminator_is_a_plain_bert_checkpoint(tmp_path):
     # the repo's own heads (run_classification.py --head, run_ner.py --head): they refuse a checkpoint without
     # the encoder weights, so loading is the check
     for head in heads.HEAD_NAMES:
-        assert_same_encoder(heads.build_model(head, str(tmp_path), num_labels=3), model)
+        config = heads.head_config(head, str(tmp_path), num_labels=3)
+        assert_same_encoder(AutoModelForSequenceClassification.from_pretrained(tmp_path, config=config), model)
     for head in ("lstm", "crf"):
-        config = heads.token_head_config(head, str(tmp_path), num_labels=5)
+        config = heads.head_config(head, str(tmp_path), tokens=True, num_labels=5)
         assert_same_encoder(AutoModelForTokenClassification.from_pretrained(tmp_path, config=config), model)
     # same encoder, same features
     base.eval()
