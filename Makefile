@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine:
-#   make demo   set up, then train a small Chinese BERT on review sentiment and print the report (< 10 min, 2 cores)
+#   make demo   set up, then train a small Chinese BERT on review sentiment and print the report (~20 min on 2 AVX2 cores)
 #   make test   set up, then run the test suite
 #   make lint   ruff check . (settings in pyproject.toml)
 VENV ?= .venv
