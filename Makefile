@@ -28,5 +28,5 @@ test: setup
 
 # ruff is a tool, not a dependency of the recipes: installed on first use (settings in pyproject.toml)
 lint: setup
-	$(PY) -m ruff --version >/dev/null 2>&1 || $(PY) -m pip install -q "ruff>=0.15"
+	$(PY) -m ruff --version >/dev/null 2>&1 || $(PY) -m pip install -q "ruff==0.17.6"
 	$(PY) -m ruff check .
