@@ -52,21 +52,13 @@ def fmt_mean_std(stats, scale=100.0, digits=2):
 
 
 def cpu_bf16_is_fast():
-    """Whether bf16 matrix products beat fp32 on this CPU (AVX512-BF16 / AMX); without them bf16 autocast is 10-100x
-    slower than fp32. The measurement of script_utils.cpu_bf16_is_fast (the scripts ignore --bf16 when it is False),
-    repeated here because the benchmarks only call the scripts through their command lines."""
-    import torch
+    """training.cpu_bf16_is_fast, measured on this machine (the scripts ignore --bf16 where it is False): the
+    benchmarks record it, and call the scripts only through their command lines."""
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
+    from training import cpu_bf16_is_fast as measured
 
-    def best_time(dtype):
-        a = torch.ones(256, 256, dtype=dtype)
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            torch.matmul(a, a)
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    return best_time(torch.bfloat16) < 1.5 * best_time(torch.float32)
+    return measured()
 
 
 def machine_facts():

@@ -29,7 +29,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import REPO, fmt_mean_std, machine_facts, mean_std, run_config  # noqa: E402
+from bench.common import REPO, fmt_mean_std, machine_facts, mean_std, read_json, run_config  # noqa: E402
 
 RESULTS = os.path.join(REPO, "bench", "results")
 OBJECTIVES = ("mlm", "rtd")
@@ -38,8 +38,9 @@ OBJECTIVES = ("mlm", "rtd")
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data_dir", default="../shared/data/thucnews_titles", help="train.txt, dev.txt, class.txt.")
-    p.add_argument("--corpus", default="/work/data/news_bert/corpus.txt", help="Pretraining text (build_corpus.py).")
-    p.add_argument("--tokenizer_dir", default="/work/data/news_bert/tokenizer", help="A fast BERT tokenizer.")
+    p.add_argument("--corpus", required=True, help="Pretraining text (data_scripts/build_corpus.py's output).")
+    p.add_argument("--tokenizer_dir", required=True,
+                   help="A fast BERT tokenizer (data_scripts/train_tokenizer.py's output).")
     p.add_argument("--output_dir", default="outputs/bench_pretrain_objectives")
     p.add_argument("--minutes", type=float, default=12.0, help="Pretraining time of each objective.")
     p.add_argument("--calibration_steps", type=int, default=6, help="Timed steps per objective.")
@@ -60,14 +61,6 @@ def parse_args(argv=None):
     p.add_argument("--results_name", default="pretrain_objectives")
     p.add_argument("--results_dir", default=RESULTS, help="Where the JSON and markdown go.")
     return p.parse_args(argv)
-
-
-def read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def first_lines(source, target, n):
