@@ -335,8 +335,8 @@ def pretrain_quality(ev):
     if not ev:
         return "-"
     if "eval_rtd_accuracy" in ev:
-        return (f"RTD acc {ev['eval_rtd_accuracy']:.1%}, generator masked acc "
-                f"{ev['eval_generator_masked_accuracy']:.1%}")
+        return (f"RTD acc {ev['eval_rtd_accuracy']:.1%} (all 'original': {ev['eval_rtd_all_original_accuracy']:.1%}), "
+                f"generator masked acc {ev['eval_generator_masked_accuracy']:.1%}")
     if "eval_masked_accuracy" in ev:
         return f"masked acc {ev['eval_masked_accuracy']:.1%}"
     return "-"
