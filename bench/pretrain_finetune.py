@@ -31,6 +31,7 @@ keeps runs that already finished with the same command, so an interrupted benchm
 import argparse
 import json
 import os
+import shlex
 import shutil
 import sys
 import threading
@@ -107,7 +108,9 @@ def main(argv=None):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
                OMP_NUM_THREADS="1", HF_DATASETS_CACHE=os.path.join(work, "datasets_cache"), **MALLOC_ENV)
     py = sys.executable
-    report = {"benchmark": "bench/pretrain_finetune.py", "command": " ".join([py, *sys.argv]),
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    report = {"benchmark": "bench/pretrain_finetune.py",
+              "command": shlex.join([py, "bench/pretrain_finetune.py", *argv]),
               "machine": machine_facts(), "args": vars(args), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "runs": {}}
     lock = threading.Lock()

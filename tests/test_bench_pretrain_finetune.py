@@ -30,6 +30,9 @@ def test_pretrain_finetune_ablation_smoke(tmp_path):
         "--max_train_samples", "40", "--max_eval_samples", "24", "--seeds", "1", "--jobs", "2"])
     report = json.loads((results / "pretrain_finetune.json").read_text())
     assert report["machine"]["torch"] and report["machine"]["git_commit"] and report["args"]["seeds"] == [1]
+    # the benchmark's own command line (not pytest's), rerunnable as recorded
+    assert f"bench/pretrain_finetune.py --data_dir {data} --corpus {corpus}" in report["command"]
+    assert report["command"].endswith("--seeds 1 --jobs 2")
     assert set(report["step_seconds"]) == {"char", "word"} and min(report["max_steps"].values()) >= 1
     summary = report["summary"]
     assert set(summary["titles"]) == {*cells, "random:char", "random:word"}
