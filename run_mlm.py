@@ -468,6 +468,8 @@ def main(args=None):
             metrics["perplexity"] = metrics["eval_perplexity"]  # where Hugging Face's run_mlm.py writes it
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
+        if rtd_objective and (warning := rtd.untrained_discriminator_warning(metrics)):
+            logger.warning(warning)
 
     # ---- Save: the settings next to the checkpoint, the model card (README.md), then --push_to_hub --------------
     settings = PretrainingSettings(masking=masking, nsp=data_args.nsp, line_by_line=data_args.line_by_line,

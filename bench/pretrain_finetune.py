@@ -215,17 +215,11 @@ def main(argv=None):
         return ["--model_name_or_path", os.path.join(work, pretrain_name(source))]
 
     def common_finetune(name, seed):
-        return ["--do_train", "--do_eval", "--weight_decay", "0.01", "--per_device_train_batch_size", "32",
-                "--per_device_eval_batch_size", "256", "--learning_rate", args.learning_rate, "--save_strategy",
-                "no", "--eval_strategy", "no", "--logging_steps", "200", "--report_to", "none", "--seed", seed,
-                "--disable_tqdm", "true", "--dataloader_num_workers", "0",
-                "--output_dir", os.path.join(work, name), "--overwrite_output_dir", *caps]
+        return finetune_args(args.learning_rate, seed, os.path.join(work, name), caps)
 
     def titles_cmd(source, seed):
-        return [py, "run_classification.py", *model_args(source), "--train_file", titles["train"],
-                "--validation_file", titles["dev"], "--label_file", titles["class"], "--pooling", "mean",
-                "--max_seq_length", "auto", "--num_train_epochs", args.epochs,
-                *common_finetune(finetune_name("titles", source, seed), seed)]
+        return titles_command(py, model_args(source), data, args.epochs, args.learning_rate, seed,
+                              os.path.join(work, finetune_name("titles", source, seed)), caps)
 
     jobs = [(pretrain_name(cell), pretrain_cmd(cell), []) for cell in args.cells]
     # Random-weight runs wait for nothing: queued right after the pretraining runs they keep the cores busy.
@@ -270,6 +264,23 @@ def main(argv=None):
     save()
     plot(report, args, os.path.join(args.results_dir, args.results_name + ".png"))
     print(markdown(report, args))
+
+
+def finetune_args(learning_rate, seed, output_dir, caps=()):
+    """The fine-tuning settings every run of the ablation shares (the pipeline's, scripts/pretrain_news_bert.sh)."""
+    return ["--do_train", "--do_eval", "--weight_decay", "0.01", "--per_device_train_batch_size", "32",
+            "--per_device_eval_batch_size", "256", "--learning_rate", learning_rate, "--save_strategy", "no",
+            "--eval_strategy", "no", "--logging_steps", "200", "--report_to", "none", "--seed", seed,
+            "--disable_tqdm", "true", "--dataloader_num_workers", "0", "--output_dir", output_dir,
+            "--overwrite_output_dir", *caps]
+
+
+def titles_command(py, model_args, data_dir, epochs, learning_rate, seed, output_dir, caps=()):
+    """THUCNews titles fine-tuning: all training titles (unless capped), mean pooling, max length from the data."""
+    titles = {s: os.path.join(data_dir, "thucnews_titles", f"{s}.txt") for s in ("train", "dev", "class")}
+    return [py, "run_classification.py", *model_args, "--train_file", titles["train"], "--validation_file",
+            titles["dev"], "--label_file", titles["class"], "--pooling", "mean", "--max_seq_length", "auto",
+            "--num_train_epochs", epochs, *finetune_args(learning_rate, seed, output_dir, caps)]
 
 
 def pretrain_name(cell):

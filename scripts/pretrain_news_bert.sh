@@ -5,16 +5,21 @@
 # DATA holds thucnews_titles/, chnsenticorp/, cluener/, cmrc2018/, afqmc/ (the layout of ../shared/data). OUT/pretrained is
 # an ordinary BERT checkpoint: run_classification.py (any head), run_ner.py and run_qa.py take it as
 # --model_name_or_path. LEVEL / OBJECTIVE / STEPS override the vocabulary (char|word), the objective (mlm|wwm|rtd)
-# and the pretraining steps (batch 32 x 128 tokens). The defaults are the ablation's winner on THUCNews titles (word
-# vocabulary, replaced-token detection) at its budget: 471 steps = 6 CPU-minutes on one core of an AVX2 CPU. Measured
-# over 2 seeds, that budget does not yet beat random weights (titles 88.70 +- 0.29 vs 88.70 +- 0.11); raise STEPS to
-# pretrain longer (the whole pipeline at the default takes about 30 CPU-minutes).
+# and the pretraining steps (batch 32 x 128 tokens, all cores); CHECKPOINT_EVERY=N keeps a Trainer checkpoint every N
+# steps (for a curve of fine-tuned accuracy against pretraining time). SEEDS (default "1 2") are the fine-tuning seeds:
+# one chain of the three fine-tunes per seed, the chains side by side, the cores split between them.
+# The defaults are the ablation's winner on THUCNews titles (word vocabulary, replaced-token detection) at its budget:
+# 471 steps = 6 CPU-minutes on one core of an AVX2 CPU. Measured over 2 seeds, that budget does not yet beat random
+# weights (titles 88.70 +- 0.29 vs 88.70 +- 0.11); raise STEPS to pretrain longer (README, "Pretraining ablation":
+# what a 90-minute run on 2 cores buys).
 set -euo pipefail
 DATA=${1:?usage: $0 DATA_DIR [OUTPUT_DIR]}
 OUT=${2:-outputs/news_bert}
 LEVEL=${LEVEL:-word}
 OBJECTIVE=${OBJECTIVE:-rtd}
 STEPS=${STEPS:-471}
+CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-0}
+SEEDS=${SEEDS:-1 2}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # glibc keeps freed memory instead of unmapping and re-zeroing it every step: ~25% faster training on CPU here.
 export MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=17179869184
@@ -43,22 +48,38 @@ case $OBJECTIVE in
     wwm) OBJ=(--objective mlm --whole_word_mask) ;;
     *) OBJ=(--objective mlm) ;;
 esac
+if [ "$CHECKPOINT_EVERY" -gt 0 ]; then
+    SAVE=(--save_strategy steps --save_steps "$CHECKPOINT_EVERY" --save_total_limit 1000)
+else
+    SAVE=(--save_strategy no)
+fi
 python run_mlm.py "${OBJ[@]}" --config_name "$OUT/tokenizer" --tokenizer_name "$OUT/tokenizer" \
     --train_file "$OUT/corpus.txt" --do_train --do_eval --validation_split_percentage 1 --max_eval_samples 1000 \
     --max_seq_length 128 --per_device_train_batch_size 32 --learning_rate 1e-3 --warmup_steps 0.06 \
-    --weight_decay 0.01 --max_steps "$STEPS" --save_strategy no --logging_steps 50 --seed 0 \
+    --weight_decay 0.01 --max_steps "$STEPS" --logging_steps 50 --seed 0 "${SAVE[@]}" \
     --output_dir "$OUT/pretrained" --overwrite_output_dir
 
-stage "4. fine-tuning: THUCNews titles (4 epochs), ChnSentiCorp (3 epochs), CLUENER (CRF head, 4 epochs)"
-FT=(--model_name_or_path "$OUT/pretrained" --do_train --do_eval --learning_rate 1e-3 --weight_decay 0.01
-    --per_device_train_batch_size 32 --per_device_eval_batch_size 256 --save_strategy no --eval_strategy no
-    --logging_steps 200 --seed 1 --overwrite_output_dir)
-python run_classification.py "${FT[@]}" --train_file "$DATA/thucnews_titles/train.txt" \
-    --validation_file "$DATA/thucnews_titles/dev.txt" --label_file "$DATA/thucnews_titles/class.txt" \
-    --pooling mean --max_seq_length auto --num_train_epochs 4 --output_dir "$OUT/thucnews"
-python run_classification.py "${FT[@]}" --train_file "$DATA/chnsenticorp/train.tsv" \
-    --validation_file "$DATA/chnsenticorp/dev.tsv" --pooling mean --max_seq_length 256 --num_train_epochs 3 \
-    --output_dir "$OUT/chnsenticorp"
-python run_ner.py "${FT[@]}" --train_file "$DATA/cluener/train.json" --validation_file "$DATA/cluener/dev.json" \
-    --head crf --head_learning_rate 1e-3 --max_seq_length 64 --num_train_epochs 4 --output_dir "$OUT/cluener"
-stage "done: $OUT/{thucnews,chnsenticorp,cluener}/eval_results.json"
+stage "4. fine-tuning, seeds $SEEDS: THUCNews titles (4 epochs), ChnSentiCorp (3 epochs), CLUENER (CRF head, 4 epochs)"
+finetune() {  # the three fine-tunes for one seed, one after another, on $2 threads; logs in $OUT/*_seed$1.log
+    local seed=$1 FT=(--model_name_or_path "$OUT/pretrained" --do_train --do_eval --learning_rate 1e-3
+        --weight_decay 0.01 --per_device_train_batch_size 32 --per_device_eval_batch_size 256 --save_strategy no
+        --eval_strategy no --logging_steps 200 --seed "$1" --overwrite_output_dir)
+    export OMP_NUM_THREADS=$2
+    python run_classification.py "${FT[@]}" --train_file "$DATA/thucnews_titles/train.txt" \
+        --validation_file "$DATA/thucnews_titles/dev.txt" --label_file "$DATA/thucnews_titles/class.txt" \
+        --pooling mean --max_seq_length auto --num_train_epochs 4 --output_dir "$OUT/thucnews_seed$seed" \
+        > "$OUT/thucnews_seed$seed.log" 2>&1
+    python run_classification.py "${FT[@]}" --train_file "$DATA/chnsenticorp/train.tsv" \
+        --validation_file "$DATA/chnsenticorp/dev.tsv" --pooling mean --max_seq_length 256 --num_train_epochs 3 \
+        --output_dir "$OUT/chnsenticorp_seed$seed" > "$OUT/chnsenticorp_seed$seed.log" 2>&1
+    python run_ner.py "${FT[@]}" --train_file "$DATA/cluener/train.json" --validation_file "$DATA/cluener/dev.json" \
+        --head crf --head_learning_rate 1e-3 --max_seq_length 64 --num_train_epochs 4 \
+        --output_dir "$OUT/cluener_seed$seed" > "$OUT/cluener_seed$seed.log" 2>&1
+    echo "[$(date +%T)] seed $seed fine-tuned"
+}
+read -ra SEED_LIST <<< "$SEEDS"
+THREADS=$(( $(nproc) / ${#SEED_LIST[@]} )); [ "$THREADS" -ge 1 ] || THREADS=1
+PIDS=()
+for seed in "${SEED_LIST[@]}"; do finetune "$seed" "$THREADS" & PIDS+=($!); done
+for pid in "${PIDS[@]}"; do wait "$pid"; done  # `set -e` stops here if any chain failed (its log says why)
+stage "done: $OUT/{thucnews,chnsenticorp,cluener}_seed*/eval_results.json"

@@ -18,6 +18,7 @@ from transformers import (
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
+    AutoTokenizer,
     BertConfig,
     BertForMaskedLM,
     ElectraForMaskedLM,
@@ -457,6 +458,24 @@ def test_whole_model_round_trip_and_continuing_from_a_bert_checkpoint(tmp_path):
     assert torch.isfinite(continued(input_ids=masked_ids, attention_mask=attention_mask, labels=labels).loss)
 
 
+def test_export_encoder_of_a_trainer_checkpoint(tmp_path, model_dir):
+    import pretraining_electra
+
+    model = tiny_model().eval()
+    model.save_pretrained(tmp_path / "checkpoint-7")  # what a Trainer checkpoint holds: the whole model ...
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(tmp_path / "checkpoint-7")  # ... and the tokenizer
+    out = tmp_path / "encoder"
+    pretraining_electra.main([str(tmp_path / "checkpoint-7"), str(out)])
+    assert json.loads((out / "config.json").read_text())["model_type"] == "bert"
+    assert AutoTokenizer.from_pretrained(out).get_vocab() == AutoTokenizer.from_pretrained(model_dir).get_vocab()
+    ids = torch.tensor([[2] + list(range(5, 25)) + [3]])
+    with torch.no_grad():
+        assert torch.equal(AutoModel.from_pretrained(out).eval()(ids).last_hidden_state,
+                           model.bert(ids).last_hidden_state)
+    with pytest.raises(SystemExit):  # never over an existing model
+        pretraining_electra.main([str(tmp_path / "checkpoint-7"), str(out)])
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # run_mlm.py --objective rtd end to end, then run_classification.py from its output directory
 # ------------------------------------------------------------------------------------------------------------------
@@ -538,6 +557,19 @@ def test_run_mlm_objective_rtd_then_run_classification(tmp_path, model_dir):
                                               "--output_dir", str(tmp_path / "clf")])
     assert json.loads((tmp_path / "clf" / "eval_results.json").read_text())["eval_accuracy"] >= 0.9  # chance 0.5
     del tuned
+
+
+def test_untrained_discriminator_warning():
+    from pretraining_electra import untrained_discriminator_warning
+
+    # the evaluation of a collapsed 2 x 128 run (lr 1e-3, 3000 steps): "original" everywhere, generator = frequencies
+    collapsed = {"eval_rtd_accuracy": 0.8601, "eval_rtd_all_original_accuracy": 0.8601,
+                 "eval_rtd_replaced_recall": 0.0, "eval_replaced_share": 0.1399,
+                 "eval_generator_masked_accuracy": 0.0487}
+    assert "learnt nothing" in untrained_discriminator_warning(collapsed)
+    assert untrained_discriminator_warning(collapsed | {"eval_rtd_replaced_recall": 0.02}) is None
+    assert untrained_discriminator_warning(collapsed | {"eval_replaced_share": 0.0}) is None  # nothing to find
+    assert untrained_discriminator_warning({"eval_loss": 1.0}) is None  # an MLM evaluation
 
 
 def test_run_mlm_objective_errors(tmp_path, model_dir):
