@@ -54,6 +54,8 @@ def parse_args(argv=None):
     p.add_argument("--learning_rates", type=float, nargs="+", default=[1e-3],
                    help="The first: the pipeline's, for every checkpoint; the others: the final checkpoint again.")
     p.add_argument("--epochs", type=float, default=4.0, help="THUCNews titles fine-tuning (the pipeline's: 4).")
+    p.add_argument("--frozen", action="store_true",
+                   help="Also train only a head on the frozen final checkpoint and on frozen random weights.")
     p.add_argument("--random_from", help="A pretrain_finetune.json with random-weight runs of the same vocabulary.")
     p.add_argument("--max_train_samples", type=int, default=0, help="Cap the titles training set (0: all).")
     p.add_argument("--max_eval_samples", type=int, default=0, help="Cap the titles dev set (0: all).")
@@ -110,20 +112,23 @@ def main(argv=None):
 
     # ---- the runs: checkpoints x seeds, the final checkpoint at the other learning rates, random weights --------
     first_lr, *other_lrs = args.learning_rates
-    jobs = {}
-    for seed in args.seeds:
-        for n, encoder in encoders.items():
-            lrs = other_lrs if n == total_steps else [first_lr]  # the pipeline fine-tuned the final one at first_lr
-            for lr in lrs:
-                name = f"titles_step{n}_lr{lr:g}_seed{seed}"
-                jobs[name] = titles_command(py, ["--model_name_or_path", encoder], data, args.epochs, lr, seed,
-                                            os.path.join(work, name), caps)
+    final_model = ["--model_name_or_path", pretrained]
+    random_model = ["--config_name", vocab_dir, "--tokenizer_name", vocab_dir]
     random_runs = baseline_runs(args.random_from, vocab_dir) if args.random_from else None
+    variants = [(f"titles_step{total_steps}_lr{lr:g}", final_model, lr, []) for lr in other_lrs]
+    if args.frozen:  # only the head trains: what the encoder's features hold, before fine-tuning can reshape them
+        variants += [("titles_frozen_final", final_model, first_lr, ["--freeze", "all"]),
+                     ("titles_frozen_random", random_model, first_lr, ["--freeze", "all"])]
     if random_runs is None:
+        variants.append(("titles_random", random_model, first_lr, []))
+    # the pipeline already fine-tuned the final checkpoint at first_lr: every other checkpoint, last in the queue
+    variants += [(f"titles_step{n}_lr{first_lr:g}", ["--model_name_or_path", encoder], first_lr, [])
+                 for n, encoder in encoders.items() if n != total_steps]
+    jobs = {}
+    for prefix, model, lr, extra in variants:
         for seed in args.seeds:
-            name = f"titles_random_seed{seed}"
-            jobs[name] = titles_command(py, ["--config_name", vocab_dir, "--tokenizer_name", vocab_dir], data,
-                                        args.epochs, first_lr, seed, os.path.join(work, name), caps)
+            name = f"{prefix}_seed{seed}"
+            jobs[name] = titles_command(py, model, data, args.epochs, lr, seed, os.path.join(work, name), caps) + extra
     json_path = os.path.join(args.results_dir, args.results_name + ".json")
     lock = threading.Lock()
 
@@ -244,6 +249,10 @@ def summarise(report, args, total_steps, runtime, pipeline, random_runs):
     for lr in args.learning_rates[1:]:
         final["learning_rates"][f"{lr:g}"] = row(evals(lambda s, lr=lr: f"titles_step{total_steps}_lr{lr:g}_seed{s}"),
                                                  random.get("thucnews"))
+    if args.frozen:
+        frozen_random = evals(lambda s: f"titles_frozen_random_seed{s}")
+        final["frozen"] = {"pretrained": row(evals(lambda s: f"titles_frozen_final_seed{s}"), frozen_random),
+                           "random": row(frozen_random)}
     for task, metric in TASKS.items():
         if any(pipeline_evals[task].values()):
             final[task] = {"pretrained": row(pipeline_evals[task], random.get(task), metric),
@@ -288,6 +297,11 @@ def markdown(report, args):
         for lr, r in final["learning_rates"].items():
             lines.append(f"| {lr} | {fmt_mean_std(r)} | "
                          f"{fmt_mean_std(r['minus_random']) if r.get('minus_random') else '-'} |")
+    if "frozen" in final:
+        f = final["frozen"]
+        lines += ["", "Frozen encoder (`--freeze all`: only the head trains, same settings), titles dev: final "
+                  f"checkpoint {fmt_mean_std(f['pretrained'])}, random weights {fmt_mean_std(f['random'])}, "
+                  f"paired difference {fmt_mean_std(f['pretrained'].get('minus_random'))}."]
     transfer = [t for t in ("chnsenticorp", "cluener") if t in final]
     if transfer:
         lines += ["", "Final checkpoint on the other tasks (the pipeline's fine-tunes):", "",

@@ -42,12 +42,13 @@ def test_pretrain_curve_smoke(tmp_path, model_dir):
     common = ["--pipeline_dir", str(pipeline), "--data_dir", str(data), "--work_dir", str(tmp_path / "work"),
               "--results_dir", str(results), "--seeds", "1", "--epochs", "1", "--max_train_samples", "48",
               "--max_eval_samples", "24"]
-    pretrain_curve.main(common + ["--pipeline_log", str(log), "--learning_rates", "1e-3", "3e-4"])
+    pretrain_curve.main(common + ["--pipeline_log", str(log), "--learning_rates", "1e-3", "3e-4", "--frozen"])
 
     report = json.loads((results / "pretrain_curve.json").read_text())
     assert "bench/pretrain_curve.py --pipeline_dir" in report["command"] and report["machine"]["git_commit"]
     runs = report["runs"]
-    assert set(runs) == {"titles_step2_lr0.001_seed1", "titles_step4_lr0.0003_seed1", "titles_random_seed1"}
+    assert set(runs) == {"titles_step2_lr0.001_seed1", "titles_step4_lr0.0003_seed1", "titles_random_seed1",
+                         "titles_frozen_final_seed1", "titles_frozen_random_seed1"}
     assert all(r["returncode"] == 0 and 0 <= r["eval"]["eval_accuracy"] <= 1 for r in runs.values())
     # checkpoint-2 held the whole RTD model: its encoder was exported as a plain BERT checkpoint and fine-tuned
     encoder = tmp_path / "work" / "encoder_2"
@@ -61,10 +62,14 @@ def test_pretrain_curve_smoke(tmp_path, model_dir):
     assert final["mean"] == 0.75 and final["minus_random"]["mean"] == pytest.approx(0.75 - random)
     assert summary["points"]["2"]["titles"]["mean"] == runs["titles_step2_lr0.001_seed1"]["eval"]["eval_accuracy"]
     assert set(summary["final"]["learning_rates"]) == {"0.001", "0.0003"}
+    frozen = runs["titles_frozen_final_seed1"]
+    assert frozen["command"].endswith("--freeze all") and f"--model_name_or_path {pipeline / 'pretrained'}" in \
+        frozen["command"] and "--config_name" in runs["titles_frozen_random_seed1"]["command"]
+    assert summary["final"]["frozen"]["pretrained"]["mean"] == frozen["eval"]["eval_accuracy"]
     assert report["stages"] == {"1. corpus": 1.5, "3. pretraining": 11.0, "total": 12.5}  # across midnight
     assert 0 < report["tfidf"]["titles"]["eval_accuracy"] <= 1
     table = (results / "pretrain_curve.md").read_text()
-    assert "| 2 |" in table and "| 0.0003 |" in table and "3. pretraining 11.0" in table
+    assert "| 2 |" in table and "| 0.0003 |" in table and "3. pretraining 11.0" in table and "Frozen encoder" in table
     assert (results / "pretrain_curve.png").stat().st_size > 1000
 
     # a random-weights baseline made with another vocabulary is refused, before anything runs
