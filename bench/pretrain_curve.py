@@ -187,12 +187,19 @@ def stage_minutes(log_path):
     return stages
 
 
-def same_files(dir_a, dir_b, names=("vocab.txt", "config.json")):
+def same_vocabulary_and_config(dir_a, dir_b):
+    """Both directories hold the same config.json and the same tokenizer files (tokenizer.json, vocab.txt: each one
+    that either of them has)."""
     def content(d, name):
         path = os.path.join(d, name)
-        return read_json(path) if name.endswith(".json") else open(path, "rb").read() if os.path.isfile(path) else None
+        if not os.path.isfile(path):
+            return None
+        return read_json(path) if name.endswith(".json") else open(path, "rb").read()
 
-    return all(content(dir_a, n) is not None and content(dir_a, n) == content(dir_b, n) for n in names)
+    if content(dir_a, "config.json") is None or content(dir_a, "config.json") != content(dir_b, "config.json"):
+        return False
+    tokenizer_files = [n for n in ("tokenizer.json", "vocab.txt") if content(dir_a, n) or content(dir_b, n)]
+    return bool(tokenizer_files) and all(content(dir_a, n) == content(dir_b, n) for n in tokenizer_files)
 
 
 def baseline_runs(json_path, vocab_dir):
@@ -205,11 +212,12 @@ def baseline_runs(json_path, vocab_dir):
         if not (m and record.get("returncode") == 0 and record.get("eval")):
             continue
         cmd = shlex.split(record["command"])
-        if "--config_name" in cmd and same_files(cmd[cmd.index("--config_name") + 1], vocab_dir):
+        if "--config_name" in cmd and same_vocabulary_and_config(cmd[cmd.index("--config_name") + 1], vocab_dir):
             found.setdefault(m.group(1), {})[int(m.group(2))] = record["eval"] | {"wall_s": record["wall_s"]}
     if "titles" not in found:
-        sys.exit(f"error: --random_from {json_path}: no finished random-weight titles run whose vocabulary and config "
-                 f"(vocab.txt, config.json) equal {vocab_dir}'s. Leave --random_from out to fine-tune them here.")
+        sys.exit(f"error: --random_from {json_path}: no finished random-weight titles run whose vocabulary and "
+                 f"config (config.json, tokenizer files) equal {vocab_dir}'s. Leave out --random_from to fine-tune "
+                 "them here.")
     return found
 
 

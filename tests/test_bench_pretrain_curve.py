@@ -72,10 +72,11 @@ def test_pretrain_curve_smoke(tmp_path, model_dir):
     assert "| 2 |" in table and "| 0.0003 |" in table and "3. pretraining 11.0" in table and "Frozen encoder" in table
     assert (results / "pretrain_curve.png").stat().st_size > 1000
 
-    # a random-weights baseline made with another vocabulary is refused, before anything runs
+    # a random-weights baseline made with another vocabulary or config is refused, before anything runs
     other = tmp_path / "other_vocab"
     shutil.copytree(model_dir, other)
-    (other / "vocab.txt").write_text((other / "vocab.txt").read_text() + "新词\n")
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps(config | {"hidden_size": 2 * config["hidden_size"]}))
     ablation = {"runs": {"titles_random_word_seed1": {
         "command": f"python run_classification.py --config_name {other} --tokenizer_name {other}",
         "returncode": 0, "eval": {"eval_accuracy": 0.5}, "wall_s": 1.0}}}
