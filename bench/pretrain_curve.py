@@ -49,7 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--pipeline_dir", required=True, help="scripts/pretrain_news_bert.sh's output directory.")
     p.add_argument("--pipeline_log", help="Its console log: the stage lines give the time of every stage.")
     p.add_argument("--data_dir", default="../shared/data", help="Holds thucnews_titles/ (and chnsenticorp/).")
-    p.add_argument("--steps", type=int, nargs="*", help="Fine-tune only these checkpoints (default: all).")
+    p.add_argument("--steps", type=int, nargs="*",
+                   help="Fine-tune only these checkpoints (default: all; --steps alone: none, the final one only).")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="Fine-tuning seeds.")
     p.add_argument("--learning_rates", type=float, nargs="+", default=[1e-3],
                    help="The first: the pipeline's, for every checkpoint; the others: the final checkpoint again.")
@@ -80,7 +81,7 @@ def main(argv=None):
     checkpoints = {int(re.search(r"checkpoint-(\d+)$", d).group(1)): d
                    for d in glob.glob(os.path.join(pretrained, "checkpoint-*"))}
     checkpoints = {n: d for n, d in sorted(checkpoints.items())
-                   if n < total_steps and (not args.steps or n in args.steps)}
+                   if n < total_steps and (args.steps is None or n in args.steps)}
     os.makedirs(work, exist_ok=True)
     os.makedirs(args.results_dir, exist_ok=True)
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
