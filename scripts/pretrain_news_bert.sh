@@ -11,7 +11,7 @@
 # The defaults are the measured 90-minute recipe (bench/results/pretrain_curve.md): word vocabulary, MLM, 5600 steps
 # (37 min on 2 AVX2 cores), then two fine-tuning seeds per task; the whole script took 57 minutes. From that
 # checkpoint, over 2 seeds: ChnSentiCorp 92.21 +- 0.29 (random weights 91.42, TF-IDF + SVM 92.08), THUCNews titles
-# 88.39 +- 0.01 (random weights 88.70), CLUENER entity F1 58.76 +- 0.25 (random weights 58.32). OBJECTIVE=rtd at
+# 88.39 +- 0.01 (random weights 88.70), CLUENER entity F1 58.76 +- 0.24 (random weights 58.32). OBJECTIVE=rtd at
 # these settings learnt nothing here (the discriminator answers "original" everywhere; run_mlm.py warns).
 set -euo pipefail
 DATA=${1:?usage: $0 DATA_DIR [OUTPUT_DIR]}
