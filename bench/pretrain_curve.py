@@ -37,7 +37,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import REPO, fmt_mean_std, machine_facts, mean_std, read_json, read_split, run_config, tfidf_svm  # noqa: E402,E501
-from bench.pretrain_finetune import MALLOC_ENV, read_tsv, titles_command  # noqa: E402
+from bench.pretrain_finetune import (  # noqa: E402
+    MALLOC_ENV,
+    finish_titles_plot,
+    pretrain_quality,
+    read_tsv,
+    titles_command,
+)
 
 RESULTS = os.path.join(REPO, "bench", "results")
 TASKS = {"thucnews": "eval_accuracy", "chnsenticorp": "eval_accuracy", "cluener": "eval_f1"}  # the pipeline's names
@@ -291,7 +297,7 @@ def markdown(report, args):
     for n, point in (s.get("points") or {}).items():
         n = int(n)
         before = [e for e in evals if e.get("step", 0) <= n]
-        quality = quality_text(before[-1]) if n and before else "-"
+        quality = f"step {before[-1]['step']}: {pretrain_quality(before[-1])}" if n and before else "-"
         diff = point["titles"].get("minus_random")
         lines.append(f"| {n} | {point['minutes']} | {quality} | {fmt_mean_std(point['titles'])} | "
                      f"{fmt_mean_std(diff) if diff else '-'} |")
@@ -335,16 +341,6 @@ def markdown(report, args):
     return "\n".join(lines) + "\n"
 
 
-def quality_text(ev):
-    if "eval_rtd_accuracy" in ev:
-        return (f"step {ev['step']}: RTD acc {ev['eval_rtd_accuracy']:.1%} (all 'original' "
-                f"{ev['eval_rtd_all_original_accuracy']:.1%}), generator masked acc "
-                f"{ev['eval_generator_masked_accuracy']:.1%}")
-    if "eval_masked_accuracy" in ev:
-        return f"step {ev['step']}: masked acc {ev['eval_masked_accuracy']:.1%}"
-    return "-"
-
-
 def plot(report, args, path):
     """Titles dev accuracy against pretraining minutes (mean ± std over seeds), TF-IDF + SVM as a line."""
     import matplotlib
@@ -358,16 +354,7 @@ def plot(report, args, path):
     errs = [100 * p["titles"]["std"] for p in points.values() if p["titles"]["n"]]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label="fine-tuned from the checkpoint")
-    if "titles" in report.get("tfidf", {}):
-        ax.axhline(100 * report["tfidf"]["titles"]["eval_accuracy"], color="grey", linestyle="--",
-                   label="TF-IDF + LinearSVC")
-    ax.set_xlabel("pretraining wall minutes (0 = random weights)")
-    ax.set_ylabel("THUCNews titles dev accuracy (%)")
-    ax.set_title(f"Fine-tuning {args.epochs:g} epochs, mean ± std over seeds {args.seeds}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    finish_titles_plot(fig, ax, report, args, "pretraining wall minutes (0 = random weights)", path)
 
 
 if __name__ == "__main__":

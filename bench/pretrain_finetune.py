@@ -425,10 +425,17 @@ def plot(report, args, path):
             continue
         ax.errorbar([0, args.minutes], [100 * start["mean"], 100 * end["mean"]],
                     yerr=[100 * start["std"], 100 * end["std"]], marker="o", capsize=3, label=cell)
+    finish_titles_plot(fig, ax, report, args, "pretraining CPU minutes (one core)", path)
+
+
+def finish_titles_plot(fig, ax, report, args, xlabel, path):
+    """The TF-IDF + SVM line, the axes of 'titles dev accuracy against pretraining minutes', the file."""
+    import matplotlib.pyplot as plt
+
     if "titles" in report.get("tfidf", {}):
         ax.axhline(100 * report["tfidf"]["titles"]["eval_accuracy"], color="grey", linestyle="--",
                    label="TF-IDF + LinearSVC")
-    ax.set_xlabel("pretraining CPU minutes (one core)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("THUCNews titles dev accuracy (%)")
     ax.set_title(f"Fine-tuning {args.epochs:g} epochs, mean ± std over seeds {args.seeds}")
     ax.legend(fontsize=8)
