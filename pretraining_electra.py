@@ -392,8 +392,10 @@ def compute_metrics(eval_pred):
 def untrained_discriminator_warning(metrics):
     """A warning when the evaluation shows a discriminator that finds no replaced token at all (recall 0: it answers
     "original" everywhere, so rtd_accuracy = rtd_all_original_accuracy), else None. Such an encoder has learnt nothing
-    that fine-tuning could use. Seen on a 2 x 128 encoder at learning rates 1e-3, 3e-4 and 1e-4 (batch 32): the loss
-    dips during warm-up, then settles at "generator = word frequencies, discriminator = always original"."""
+    that fine-tuning could use. Seen on a 2 x 128 encoder over packed blocks of short texts at learning rates 1e-3,
+    3e-4 and 1e-4 (batch 32), with the generator 1/4, 1/2 or full width and the detection loss weighted 50 or 1: the
+    generator never left word frequencies in the first epoch (a plain masked LM on those blocks did not either), so
+    its replacements were as frequent as the originals and the discriminator settled at "always original"."""
     recall = metrics.get("eval_rtd_replaced_recall")
     if recall is None or recall > 0 or not metrics.get("eval_replaced_share"):
         return None
@@ -401,8 +403,9 @@ def untrained_discriminator_warning(metrics):
     generator = metrics.get("eval_generator_masked_accuracy", 0.0)
     return (f"The discriminator found none of the replaced tokens (eval_rtd_accuracy {accuracy:.4f} = answering "
             f"'original' everywhere, {baseline:.4f}; generator masked accuracy {generator:.1%}): its encoder has "
-            "learnt nothing that fine-tuning can use. On small encoders a lower --learning_rate did not cure it here; "
-            "--objective mlm trains.")
+            "learnt nothing that fine-tuning can use. Here (2 x 128, packed blocks of short texts) the generator had "
+            "not left word frequencies either, and a lower --learning_rate did not help; --sampling_temperature 2 "
+            "(less plausible replacements) gave the discriminator its first replaced tokens to find.")
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -430,6 +433,11 @@ class ObjectiveArguments:
         default=None, metadata={"help": "rtd: the generator's layers (default: as many as the encoder)."})
     discriminator_loss_weight: Optional[float] = field(
         default=None, metadata={"help": "rtd: loss = generator MLM loss + this x detection loss (default 50)."})
+
+    sampling_temperature: Optional[float] = field(
+        default=None, metadata={"help": "rtd: the generator's logits are divided by this before its replacements are "
+                                        "sampled (default 1.0, as ELECTRA). Above 1 the replacements are less "
+                                        "plausible, so easier to spot while the generator is still weak."})
 
     def generator_settings(self):
         return {name: getattr(self, name) for name in RTD_FIELDS if getattr(self, name, None) is not None}
@@ -476,7 +484,8 @@ def objective_settings(model, objective_args):
     config = model.config
     return {"objective": "rtd", "generator_size_divisor": config.generator_size_divisor,
             "generator_num_layers": config.generator_config().num_hidden_layers,
-            "discriminator_loss_weight": config.discriminator_loss_weight}
+            "discriminator_loss_weight": config.discriminator_loss_weight,
+            "sampling_temperature": config.sampling_temperature}
 
 
 def save_output(trainer):

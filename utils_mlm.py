@@ -515,9 +515,12 @@ def compute_metrics(eval_pred):
     chosen = mlm_labels != -100
     n = max(int(chosen.sum()), 1)
     mlm_loss = float(loss_sums.sum()) / n
+    commonest = float(np.bincount(mlm_labels[chosen]).max()) / n if chosen.any() else 0.0
     metrics = {"mlm_loss": mlm_loss, "perplexity": math.exp(min(mlm_loss, 50.0)),
                "masked_accuracy": float((predicted[:, :chosen.shape[1]][chosen] == mlm_labels[chosen]).sum()) / n,
-               "masked_tokens": int(chosen.sum())}
+               "masked_tokens": int(chosen.sum()),
+               # the baseline masked_accuracy has to beat: always the commonest hidden token (word frequencies only)
+               "most_frequent_token_accuracy": commonest}
     if len(predictions) > 2:
         nsp_labels = label_ids[1]
         metrics["nsp_accuracy"] = float((predictions[2] == nsp_labels).mean())

@@ -526,7 +526,7 @@ def test_run_mlm_objective_rtd_then_run_classification(tmp_path, model_dir):
     assert results["eval_generator_masked_accuracy"] > 1 / len(h.FILLER), results
     # ELECTRA's masking: 15% of the real tokens, all [MASK] (the generator's samples are the replacements)
     summary = json.loads((out / "pretraining_args.json").read_text())
-    assert summary["objective"]["objective"] == "rtd"
+    assert summary["objective"]["objective"] == "rtd" and summary["objective"]["sampling_temperature"] == 1.0
     assert (summary["masking"]["mask_replace_prob"], summary["masking"]["random_replace_prob"]) == (1.0, 0.0)
 
     # the output directory is a plain BERT encoder: AutoModel gives the trained discriminator's outputs exactly
@@ -559,6 +559,29 @@ def test_run_mlm_objective_rtd_then_run_classification(tmp_path, model_dir):
     del tuned
 
 
+def test_run_mlm_sampling_temperature(tmp_path, model_dir):
+    import run_mlm
+
+    corpus = phrase_corpus(tmp_path / "corpus.txt", 100)
+    out = tmp_path / "hot"
+    trainer = run_mlm.main(rtd_args(model_dir, out, corpus, "--objective", "rtd", "--sampling_temperature", "2.5",
+                                    "--do_train", "--max_steps", "2"))
+    assert trainer.model.config.sampling_temperature == 2.5
+    assert json.loads((out / "pretraining_args.json").read_text())["objective"]["sampling_temperature"] == 2.5
+    # forward samples at the config's temperature: a flatter softmax replaces with more distinct tokens
+    model = trainer.model.eval()
+    ids = torch.tensor([[2] + [4] * 60 + [3]])  # [CLS] [MASK] x 60 [SEP]
+    labels = torch.full_like(ids, -100)
+    labels[0, 1:-1] = 5
+    distinct = {}
+    for temperature in (0.05, 2.5):
+        model.config.sampling_temperature = temperature
+        torch.manual_seed(0)
+        with torch.no_grad():
+            distinct[temperature] = len(model(input_ids=ids, labels=labels).corrupted_input_ids[0, 1:-1].unique())
+    assert distinct[2.5] > distinct[0.05], distinct
+
+
 def test_untrained_discriminator_warning():
     from pretraining_electra import untrained_discriminator_warning
 
@@ -578,6 +601,11 @@ def test_run_mlm_objective_errors(tmp_path, model_dir):
     corpus = phrase_corpus(tmp_path / "corpus.txt", 20)
     with pytest.raises(ValueError, match="--generator_size_divisor only apply to --objective rtd"):
         run_mlm.main(rtd_args(model_dir, tmp_path / "a", corpus, "--do_train", "--generator_size_divisor", "2"))
+    with pytest.raises(ValueError, match="--sampling_temperature only apply to --objective rtd"):
+        run_mlm.main(rtd_args(model_dir, tmp_path / "a2", corpus, "--do_train", "--sampling_temperature", "2"))
+    with pytest.raises(ValueError, match="sampling_temperature must be > 0"):
+        run_mlm.main(rtd_args(model_dir, tmp_path / "a3", corpus, "--do_train", "--objective", "rtd",
+                              "--sampling_temperature", "0"))
     with pytest.raises(ValueError, match="--nsp with --objective rtd"):
         run_mlm.main(rtd_args(model_dir, tmp_path / "b", corpus, "--do_train", "--objective", "rtd", "--nsp"))
     with pytest.raises(ValueError, match="generator_size_divisor 3"):

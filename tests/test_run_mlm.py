@@ -301,6 +301,12 @@ def test_pretraining_from_scratch_lowers_validation_perplexity(tmp_path, model_d
     assert history[-1] < history[0] and history[-1] < vocab / 8, history
     results = json.loads((out / "eval_results.json").read_text())
     assert results["eval_masked_accuracy"] > 0.3
+    # context, not word frequencies: well above always answering the commonest hidden token
+    assert results["eval_masked_accuracy"] > results["eval_most_frequent_token_accuracy"] + 0.1, results
+    # every scored validation token is hidden behind [MASK] (training keeps 80/10/10): no credit for copying
+    mask_id = trainer.processing_class.mask_token_id
+    scored = [(i, l) for row in trainer.eval_dataset for i, l in zip(row["input_ids"], row["labels"]) if l != -100]
+    assert scored and all(i == mask_id for i, _ in scored)
     assert results["perplexity"] == results["eval_perplexity"]  # where Hugging Face's run_mlm.py writes it
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
     assert (out / "training_curves.png").exists() and (out / "pretraining_args.json").exists()
