@@ -53,4 +53,5 @@ def test_pretrain_finetune_ablation_smoke(tmp_path):
     assert 0 < report["tfidf"]["titles"]["eval_accuracy"] <= 1 and "chnsenticorp" in report["tfidf"]
     table = (results / "pretrain_finetune.md").read_text()
     assert all(f"| {cell} |" in table for cell in cells) and "| cluener |" in table
+    assert "(commonest word: " in table  # MLM cells show the word-frequency baseline next to their masked accuracy
     assert (results / "pretrain_finetune.png").stat().st_size > 1000
