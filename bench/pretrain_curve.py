@@ -203,10 +203,10 @@ def same_vocabulary_and_config(dir_a, dir_b):
             return None
         return read_json(path) if name.endswith(".json") else open(path, "rb").read()
 
-    if content(dir_a, "config.json") is None or content(dir_a, "config.json") != content(dir_b, "config.json"):
-        return False
-    tokenizer_files = [n for n in ("tokenizer.json", "vocab.txt") if content(dir_a, n) or content(dir_b, n)]
-    return bool(tokenizer_files) and all(content(dir_a, n) == content(dir_b, n) for n in tokenizer_files)
+    config_a, config_b = content(dir_a, "config.json"), content(dir_b, "config.json")
+    tokenizers = [(content(dir_a, n), content(dir_b, n)) for n in ("tokenizer.json", "vocab.txt")]
+    tokenizers = [pair for pair in tokenizers if pair != (None, None)]  # a file neither has is not compared
+    return config_a is not None and config_a == config_b and bool(tokenizers) and all(a == b for a, b in tokenizers)
 
 
 def baseline_runs(json_path, vocab_dir):

@@ -351,7 +351,7 @@ def pretrain_quality(ev):
     if "eval_rtd_accuracy" in ev:
         return (f"RTD acc {ev['eval_rtd_accuracy']:.1%} (all 'original': {ev['eval_rtd_all_original_accuracy']:.1%}), "
                 f"generator masked acc {ev['eval_generator_masked_accuracy']:.1%}")
-    if "eval_most_frequent_token_accuracy" in ev:  # [MASK]-only validation masks (run_mlm.py since stop 21)
+    if "eval_most_frequent_token_accuracy" in ev:  # run_mlm.py's [MASK]-only validation masks
         return (f"masked acc {ev['eval_masked_accuracy']:.1%} (commonest word: "
                 f"{ev['eval_most_frequent_token_accuracy']:.1%})")
     if "eval_masked_accuracy" in ev:  # older runs: 80/10/10 validation masks, copies of visible tokens counted
