@@ -20,6 +20,8 @@ LEVEL=${LEVEL:-word}
 OBJECTIVE=${OBJECTIVE:-mlm}
 STEPS=${STEPS:-5600}
 CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-0}
+INIT_EMBEDDINGS=${INIT_EMBEDDINGS:-cooccurrence}
+LINE_BY_LINE=${LINE_BY_LINE:-1}
 SEEDS=${SEEDS:-1 2}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # glibc keeps freed memory instead of unmapping and re-zeroing it every step: ~25% faster training on CPU here.
@@ -43,7 +45,9 @@ python data_scripts/train_tokenizer.py --train_files "$OUT/corpus.txt" --output_
     --vocab_size $VOCAB --min_frequency 2 --write_config --max_position_embeddings 512 \
     --hidden_size 128 --num_hidden_layers 2 --num_attention_heads 2 --intermediate_size 512
 
-stage "3. pretraining: $OBJECTIVE, $STEPS steps of 32 packed blocks of 128 tokens"
+if [ "$LINE_BY_LINE" = 1 ]; then EXAMPLES=(--line_by_line); SHAPE="lines (one text each)"
+else EXAMPLES=(); SHAPE="packed blocks of 128 tokens"; fi
+stage "3. pretraining: $INIT_EMBEDDINGS embeddings, then $OBJECTIVE, $STEPS steps of 32 $SHAPE"
 case $OBJECTIVE in
     rtd) OBJ=(--objective rtd --generator_size_divisor 4) ;;
     wwm) OBJ=(--objective mlm --whole_word_mask) ;;
@@ -54,8 +58,8 @@ if [ "$CHECKPOINT_EVERY" -gt 0 ]; then
 else
     SAVE=(--save_strategy no)
 fi
-python run_mlm.py "${OBJ[@]}" --config_name "$OUT/tokenizer" --tokenizer_name "$OUT/tokenizer" \
-    --train_file "$OUT/corpus.txt" --do_train --do_eval --validation_split_percentage 1 --max_eval_samples 1000 \
+python run_mlm.py "${OBJ[@]}" "${EXAMPLES[@]}" --init_embeddings "$INIT_EMBEDDINGS" --config_name "$OUT/tokenizer" \
+    --tokenizer_name "$OUT/tokenizer" --train_file "$OUT/corpus.txt" --do_train --do_eval --validation_split_percentage 1 --max_eval_samples 1000 \
     --max_seq_length 128 --per_device_train_batch_size 32 --learning_rate 1e-3 --warmup_steps 0.06 \
     --weight_decay 0.01 --max_steps "$STEPS" --logging_steps 50 --seed 0 "${SAVE[@]}" \
     --output_dir "$OUT/pretrained" --overwrite_output_dir

@@ -361,6 +361,91 @@ def test_streaming_with_max_steps(tmp_path, model_dir):
 
 
 # ------------------------------------------------------------------------------------------------------------------
+# --init_embeddings cooccurrence: word vectors from corpus counts before pretraining
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def cosine(vectors, a, b):
+    va, vb = np.asarray(vectors[a], dtype=np.float64), np.asarray(vectors[b], dtype=np.float64)
+    return float(va @ vb / np.linalg.norm(va) / np.linalg.norm(vb))
+
+
+def mean_cosine(vectors, pairs):
+    return float(np.mean([cosine(vectors, a, b) for a, b in pairs]))
+
+
+def test_cooccurrence_embeddings_put_tokens_of_one_topic_together(tmp_path):
+    """Two topics whose sentences never mix: tokens of a topic end up closer to each other than to the other
+    topic's. A two-character token (a word vocabulary's) also spells its characters into their own contexts."""
+    from transformers import BertTokenizerFast
+
+    vocab = h.SPECIAL_TOKENS + h.FILLER + ["中国"]
+    tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, unk_token="[UNK]")
+    ids = tokenizer.convert_tokens_to_ids
+    others = [c for c in h.FILLER if c not in "中国"]  # 中 and 国 are seen only inside the word 中国
+    topic_a, topic_b = ids(others[:12]), ids(others[12:24])
+    rng = random.Random(0)
+    sentences = [[rng.choice(topic) for _ in range(8)] + ([ids("中国")] if topic is topic_a else [])
+                 for topic in [topic_a, topic_b] * 200]
+    assert utils_mlm.character_ids(tokenizer) == {ids("中国"): ids(["中", "国"])}
+    vectors, counted = utils_mlm.cooccurrence_embeddings(sentences, tokenizer, dim=16)
+    assert vectors.shape == (len(vocab), 16) and vectors.dtype == np.float32
+    assert vectors[counted].std() == pytest.approx(1.0, rel=1e-3)
+    seen = set(topic_a) | set(topic_b) | {ids("中国"), ids("中"), ids("国")}
+    assert set(np.flatnonzero(counted)) == seen  # never-seen tokens are left to the caller's initialisation
+    within = [(a, b) for t in (topic_a, topic_b) for a in t for b in t if a < b]
+    across = [(a, b) for a in topic_a for b in topic_b]
+    assert mean_cosine(vectors, within) > mean_cosine(vectors, across) + 0.5
+    for char in ("中", "国"):  # counted from the spelt-out sentences: closer to topic a than to topic b
+        assert mean_cosine(vectors, [(ids(char), a) for a in topic_a]) > mean_cosine(
+            vectors, [(ids(char), b) for b in topic_b]) + 0.15
+
+
+def phrase_pairs(tokenizer):
+    """Pairs of characters within one phrase of the phrase corpus, and pairs from different phrases."""
+    phrases = [tokenizer.convert_tokens_to_ids(list(p)) for p in PHRASES]
+    within = [(a, b) for p in phrases for a in p for b in p if a != b]
+    across = [(a, b) for i, p in enumerate(phrases) for q in phrases[i + 1:] for a in p for b in q
+              if not set(p) & set(q)]
+    return within, across
+
+
+@pytest.mark.parametrize("objective", ["mlm", "rtd", "nsp"])
+def test_init_embeddings_cooccurrence_end_to_end(tmp_path, model_dir, tokenizer, objective):
+    from safetensors.torch import load_file
+
+    rng = random.Random(0)
+    lines = []
+    for _ in range(150):  # documents of a few sentences, blank-line separated (NSP needs them)
+        lines += [phrase_line(rng, 2) + "。" for _ in range(rng.randint(2, 4))] + [""]
+    corpus = h.write_lines(tmp_path / "docs.txt", lines)
+    extra = {"mlm": [], "rtd": ["--objective", "rtd"], "nsp": ["--nsp"]}[objective]
+    run = {}
+    for init in ("random", "cooccurrence"):
+        out = tmp_path / init
+        run_mlm.main(mlm_args(model_dir, out, "--train_file", corpus, "--do_train", "--max_steps", "1",
+                              "--max_seq_length", "40", "--init_embeddings", init, *extra))
+        run[init] = load_file(out / "model.safetensors")["bert.embeddings.word_embeddings.weight"]
+        assert json.loads((out / "pretraining_args.json").read_text())["init_embeddings"] == init
+    within, across = phrase_pairs(tokenizer)
+    # characters of one phrase start close together; random vectors know nothing of phrases
+    assert mean_cosine(run["cooccurrence"], within) > mean_cosine(run["cooccurrence"], across) + 0.3
+    assert abs(mean_cosine(run["random"], within) - mean_cosine(run["random"], across)) < 0.1
+    seen = tokenizer.convert_tokens_to_ids(sorted({c for p in PHRASES for c in p}))
+    assert float(run["cooccurrence"][seen].std()) == pytest.approx(2 * 0.02, rel=0.1)  # 2 x initializer_range
+
+
+def test_init_embeddings_cooccurrence_is_for_training_from_scratch(tmp_path, model_dir):
+    corpus = write_phrase_corpus(tmp_path / "corpus.txt", n_lines=50)
+    common = ["--train_file", str(corpus), "--init_embeddings", "cooccurrence"]
+    for args in (["--model_name_or_path", str(model_dir), "--do_train", "--output_dir", str(tmp_path / "a")],
+                 mlm_args(model_dir, tmp_path / "b", "--do_train", "--streaming", "--max_steps", "2"),
+                 mlm_args(model_dir, tmp_path / "c", "--do_eval")):
+        with pytest.raises(ValueError, match="--init_embeddings cooccurrence sets the embeddings"):
+            run_mlm.main(args + common)
+
+
+# ------------------------------------------------------------------------------------------------------------------
 # The checkpoint fine-tunes: encoder weights transfer into every classification head
 # ------------------------------------------------------------------------------------------------------------------
 
