@@ -555,13 +555,11 @@ def cooccurrence_embeddings(sentences, tokenizer, dim, window=5, seed=0):
     pmi = np.log(counts.data / total / word_p[counts.row] / context_p[counts.col])
     keep = pmi > 0
     ppmi = sparse.csr_matrix((pmi[keep], (counts.row[keep], counts.col[keep])), shape=(vocab_size, vocab_size))
-    rank = min(dim, vocab_size - 2)
+    rank = min(dim, vocab_size - 2)  # svds needs k < the matrix size; a tiny vocab leaves columns at 0
+    vectors = np.zeros((vocab_size, dim))
     if rank >= 1:  # the symmetric split of the singular values, sqrt(S) on each side, as in Levy et al. 2015
         u, s, _ = svds(ppmi, k=rank, random_state=seed)
-        vectors = np.zeros((vocab_size, dim))
         vectors[:, :rank] = u * np.sqrt(s)
-    else:
-        vectors = np.zeros((vocab_size, dim))
     counted = word_p > 0
     vectors /= max(vectors[counted].std(), 1e-12)
     return vectors.astype(np.float32), counted

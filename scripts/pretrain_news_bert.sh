@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Pretrain a small Chinese BERT on 2 CPU cores and fine-tune it on three tasks, in under 90 minutes. The levers were
-# chosen by bench/pretrain_finetune.py's ablation (objective x vocabulary at equal CPU time; bench/results/).
+# chosen by bench/pretrain_finetune.py's ablation (objective x vocabulary at equal CPU time) and the probes of
+# bench/results/pretrain_context_probes.json (line-by-line) and embedding_init_probes.json (co-occurrence embeddings).
 #   bash scripts/pretrain_news_bert.sh ../shared/data outputs/news_bert
 # DATA holds thucnews_titles/, chnsenticorp/, cluener/, cmrc2018/, afqmc/ (the layout of ../shared/data). OUT/pretrained is
 # an ordinary BERT checkpoint: run_classification.py (any head), run_ner.py and run_qa.py take it as
 # --model_name_or_path. LEVEL / OBJECTIVE / STEPS override the vocabulary (char|word), the objective (mlm|wwm|rtd)
-# and the pretraining steps (batch 32 x 128 tokens, all cores); CHECKPOINT_EVERY=N keeps a Trainer checkpoint every N
-# steps (for a curve of fine-tuned accuracy against pretraining time). SEEDS (default "1 2") are the fine-tuning seeds:
-# one chain of the three fine-tunes per seed, the chains side by side, the cores split between them.
-# The defaults are the measured 90-minute recipe (bench/results/pretrain_curve.md): word vocabulary, MLM, 5600 steps
-# (37 min on 2 AVX2 cores), then two fine-tuning seeds per task; the whole script took 57 minutes. From that
-# checkpoint, over 2 seeds: ChnSentiCorp 92.21 +- 0.29 (random weights 91.42, TF-IDF + SVM 92.08), THUCNews titles
-# 88.39 +- 0.01 (random weights 88.70), CLUENER entity F1 58.76 +- 0.24 (random weights 58.32). OBJECTIVE=rtd at
-# these settings learnt nothing here (the discriminator answers "original" everywhere; run_mlm.py warns).
+# and the pretraining steps (batch 32, all cores); INIT_EMBEDDINGS=cooccurrence|random: word embeddings from the
+# corpus' co-occurrence counts (run_mlm.py --init_embeddings) or random; LINE_BY_LINE=1|0: one text per example, or
+# packed blocks of 128 tokens. CHECKPOINT_EVERY=N keeps a Trainer checkpoint every N steps (for a curve of fine-tuned
+# accuracy against pretraining time). SEEDS (default "1 2") are the fine-tuning seeds: one chain of the three
+# fine-tunes per seed, the chains side by side, the cores split between them.
+# The defaults are the measured recipe (bench/results/embedding_init_probes.json, "pipeline"): word vocabulary,
+# co-occurrence embeddings, line-by-line MLM for 5600 steps (15 min on 2 AVX2 cores), then two fine-tuning seeds per
+# task; the whole script took 35 minutes. From that checkpoint, over 2 seeds: THUCNews titles 89.34 +- 0.23 (random
+# weights 88.70, TF-IDF + SVM 90.73), ChnSentiCorp 92.38 +- 0.42 (random weights 91.42, TF-IDF + SVM 92.08), CLUENER
+# entity F1 61.19 +- 0.08 (random weights 58.32). INIT_EMBEDDINGS=random LINE_BY_LINE=0 is the first recipe (57 min:
+# 88.39 / 92.21 / 58.76). OBJECTIVE=rtd at these settings learnt nothing here (the discriminator answers "original"
+# everywhere; run_mlm.py warns).
 set -euo pipefail
 DATA=${1:?usage: $0 DATA_DIR [OUTPUT_DIR]}
 OUT=${2:-outputs/news_bert}
