@@ -65,7 +65,8 @@ else
     SAVE=(--save_strategy no)
 fi
 python run_mlm.py "${OBJ[@]}" "${EXAMPLES[@]}" --init_embeddings "$INIT_EMBEDDINGS" --config_name "$OUT/tokenizer" \
-    --tokenizer_name "$OUT/tokenizer" --train_file "$OUT/corpus.txt" --do_train --do_eval --validation_split_percentage 1 --max_eval_samples 1000 \
+    --tokenizer_name "$OUT/tokenizer" --train_file "$OUT/corpus.txt" --do_train --do_eval \
+    --validation_split_percentage 1 --max_eval_samples 1000 \
     --max_seq_length 128 --per_device_train_batch_size 32 --learning_rate 1e-3 --warmup_steps 0.06 \
     --weight_decay 0.01 --max_steps "$STEPS" --logging_steps 50 --seed 0 "${SAVE[@]}" \
     --output_dir "$OUT/pretrained" --overwrite_output_dir
