@@ -58,6 +58,10 @@ the statistics word2vec learns). It costs about a minute for 5M characters and h
 cores learns slowest: which words are alike (股票 ~ 证券, 基金; 篮球 ~ 足球). Tokens the corpus never shows keep
 their random vectors. Measured here: README.md, "Pretraining a Chinese BERT".
 
+--spell_out_share 0.5 (word vocabularies): half the training sentences are read one character per token (股票 ->
+股 票), the way run_ner.py encodes text for labels per character; the rest keep their words. Without it, an encoder
+pretrained on words meets character sequences for the first time in NER fine-tuning.
+
 --objective rtd (ELECTRA, Clark et al. 2020): a generator --generator_size_divisor (4) times narrower than the
 encoder fills the masks (all [MASK] by default) with samples from its softmax, and the encoder learns, at every token,
 whether it was replaced: a training signal from every token instead of 15%. Whole-word masking works with it; NSP
@@ -98,6 +102,7 @@ from utils_mlm import (
     SparseBertForMaskedLM,
     SparseBertForPreTraining,
     build_nsp_pairs,
+    character_ids,
     check_corpus,
     compute_metrics,
     cooccurrence_embeddings,
@@ -105,6 +110,7 @@ from utils_mlm import (
     generate_documents,
     mask_once,
     reduce_logits,
+    spell_out_documents,
     tokenize_documents,
 )
 
@@ -194,6 +200,12 @@ class DataTrainingArguments(DatasetArguments):
         default=False,
         metadata={"help": "One example per line (long lines cut into several) instead of fixed-length blocks."},
     )
+    spell_out_share: float = field(
+        default=0.0,
+        metadata={"help": "Word vocabularies: this share of the training sentences (picked by a hash, the same in "
+                  "every run) has its multi-character tokens spelt one character per token (股票 -> 股 票), as "
+                  "run_ner.py reads text, so the encoder learns character sequences too. 0 (default): none."},
+    )
     nsp: bool = field(
         default=False,
         metadata={"help": "Next-sentence prediction as well: sentence pairs, 50%% real next / 50%% random, trained "
@@ -269,6 +281,8 @@ def main(args=None):
                          "training corpus: it needs --do_train and --config_name (or --model_type), not "
                          "--model_name_or_path (whose embeddings are already trained) or --streaming (it counts the "
                          "whole corpus first).")
+    if not 0 <= data_args.spell_out_share <= 1:
+        raise ValueError(f"--spell_out_share {data_args.spell_out_share}: a share of the sentences, from 0 to 1.")
     train_files = list(data_args.train_file or [])
     validation_files = list(data_args.validation_file or [])
     if data_args.dataset_name:  # without a validation split, --validation_split_percentage holds documents out
@@ -394,6 +408,17 @@ def main(args=None):
                 logger.info(f"Held out {len(eval_docs):,} of {len(eval_docs) + len(train_docs):,} documents "
                             f"({data_args.validation_split_percentage}%) for validation")
 
+    if data_args.spell_out_share > 0 and train_docs is not None:
+        chars_of = character_ids(tokenizer)
+        if not chars_of:
+            raise DataError(f"--spell_out_share {data_args.spell_out_share}: the tokenizer has no multi-character "
+                            f"tokens to spell out; it needs a word vocabulary (data_scripts/train_tokenizer.py "
+                            f"--level word), or drop the flag.")
+        kwargs = {"fn_kwargs": {"chars_of": chars_of, "share": data_args.spell_out_share,
+                                "whole_words": segment is not None}}
+        if not data_args.streaming:
+            kwargs.update(map_kwargs, desc=f"spelling out {data_args.spell_out_share:.0%} of the sentences")
+        train_docs = train_docs.map(spell_out_documents, batched=True, **kwargs)
     if data_args.nsp:
         train_docs = list(train_docs) if train_docs is not None else None
         eval_docs = list(eval_docs) if eval_docs is not None else None
@@ -513,6 +538,7 @@ def main(args=None):
     # ---- Save: the settings next to the checkpoint, the model card (README.md), then --push_to_hub --------------
     settings = PretrainingSettings(masking=masking, nsp=data_args.nsp, line_by_line=data_args.line_by_line,
                                    init_embeddings=model_args.init_embeddings,
+                                   spell_out_share=data_args.spell_out_share,
                                    max_seq_length=data_args.max_seq_length, train_files=train_files,
                                    objective=rtd.objective_settings(model, objective_args))
     if is_main and training_args.do_train:

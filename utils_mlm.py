@@ -11,6 +11,7 @@ import os
 import random
 import re
 import warnings
+import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Unpack
 
@@ -40,6 +41,7 @@ class PretrainingSettings:
     train_files: list = field(default_factory=list)
     objective: dict = field(default_factory=lambda: {"objective": "mlm"})  # rtd: and the generator's shape
     init_embeddings: str = "random"  # or cooccurrence: started from corpus statistics (--init_embeddings)
+    spell_out_share: float = 0.0  # share of training sentences read one character per token (--spell_out_share)
 
     def save(self, output_dir):
         write_json(os.path.join(output_dir, self.FILE), asdict(self))
@@ -47,7 +49,8 @@ class PretrainingSettings:
     def card_settings(self):
         """The rows of the model card's settings table: masking, example shape (not the file paths)."""
         return {**self.objective, **self.masking, "nsp": self.nsp, "line_by_line": self.line_by_line,
-                "max_seq_length": self.max_seq_length, "init_embeddings": self.init_embeddings}
+                "max_seq_length": self.max_seq_length, "init_embeddings": self.init_embeddings,
+                "spell_out_share": self.spell_out_share}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -219,6 +222,29 @@ def tokenize_documents(batch, tokenizer, segment=None):
         ids_per_doc.append(encoded["input_ids"][i:i + len(sentences)])
         starts_per_doc.append(starts[i:i + len(sentences)])
         i += len(sentences)
+    return {"ids": ids_per_doc, "starts": starts_per_doc}
+
+
+def spell_out_documents(batch, chars_of, share, whole_words):
+    """--spell_out_share: `share` of the sentences of tokenized documents get their multi-character tokens replaced by
+    their characters' ids ("股票" -> "股", "票"; chars_of = character_ids(tokenizer)), as run_ner.py encodes text, so
+    the encoder also learns text read one character at a time. Picked by a hash of the sentence's ids: the same
+    sentences in every run and every process. A spelt word stays one word for whole-word masking (whole_words); else
+    each character is its own word, as every token is. For Dataset.map(batched=True)."""
+    ids_per_doc, starts_per_doc = [], []
+    for doc_ids, doc_starts in zip(batch["ids"], batch["starts"]):
+        ids_per_doc.append([])
+        starts_per_doc.append([])
+        for ids, starts in zip(doc_ids, doc_starts):
+            if zlib.crc32(np.asarray(ids, dtype=np.int64).tobytes()) % 10_000 < share * 10_000:
+                spelt_ids, spelt_starts = [], []
+                for token_id, start in zip(ids, starts):
+                    chars = chars_of.get(token_id, [token_id])
+                    spelt_ids.extend(chars)
+                    spelt_starts.extend([start] + [0 if whole_words else 1] * (len(chars) - 1))
+                ids, starts = spelt_ids, spelt_starts
+            ids_per_doc[-1].append(ids)
+            starts_per_doc[-1].append(starts)
     return {"ids": ids_per_doc, "starts": starts_per_doc}
 
 

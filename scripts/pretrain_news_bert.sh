@@ -28,6 +28,7 @@ STEPS=${STEPS:-11200}
 CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-0}
 INIT_EMBEDDINGS=${INIT_EMBEDDINGS:-cooccurrence}
 LINE_BY_LINE=${LINE_BY_LINE:-1}
+SPELL_OUT=${SPELL_OUT:-0.5}
 SEEDS=${SEEDS:-1 2}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # glibc keeps freed memory instead of unmapping and re-zeroing it every step: ~25% faster training on CPU here.
@@ -53,7 +54,8 @@ python data_scripts/train_tokenizer.py --train_files "$OUT/corpus.txt" --output_
 
 if [ "$LINE_BY_LINE" = 1 ]; then EXAMPLES=(--line_by_line); SHAPE="lines (one text each)"
 else EXAMPLES=(); SHAPE="packed blocks of 128 tokens"; fi
-stage "3. pretraining: $INIT_EMBEDDINGS embeddings, then $OBJECTIVE, $STEPS steps of 32 $SHAPE"
+stage "3. pretraining: $INIT_EMBEDDINGS embeddings, then $OBJECTIVE, $STEPS steps of 32 $SHAPE, $SPELL_OUT of them" \
+      "spelt one character per token"
 case $OBJECTIVE in
     rtd) OBJ=(--objective rtd --generator_size_divisor 4) ;;
     wwm) OBJ=(--objective mlm --whole_word_mask) ;;
@@ -64,14 +66,16 @@ if [ "$CHECKPOINT_EVERY" -gt 0 ]; then
 else
     SAVE=(--save_strategy no)
 fi
-python run_mlm.py "${OBJ[@]}" "${EXAMPLES[@]}" --init_embeddings "$INIT_EMBEDDINGS" --config_name "$OUT/tokenizer" \
+python run_mlm.py "${OBJ[@]}" "${EXAMPLES[@]}" --init_embeddings "$INIT_EMBEDDINGS" --spell_out_share "$SPELL_OUT" \
+    --config_name "$OUT/tokenizer" \
     --tokenizer_name "$OUT/tokenizer" --train_file "$OUT/corpus.txt" --do_train --do_eval \
     --validation_split_percentage 1 --max_eval_samples 1000 \
     --max_seq_length 128 --per_device_train_batch_size 32 --learning_rate 1e-3 --warmup_steps 0.06 \
     --weight_decay 0.01 --max_steps "$STEPS" --logging_steps 50 --seed 0 "${SAVE[@]}" \
     --output_dir "$OUT/pretrained" --overwrite_output_dir
 
-stage "4. fine-tuning, seeds $SEEDS: THUCNews titles (4 epochs), ChnSentiCorp (3 epochs), CLUENER (CRF head, 4 epochs)"
+stage "4. fine-tuning, seeds $SEEDS: THUCNews titles (CNN head, 4 epochs), ChnSentiCorp (3 epochs), CLUENER" \
+      "(BiLSTM-CRF head, 10 epochs)"
 finetune() {  # the three fine-tunes for one seed, one after another, on $2 threads; logs in $OUT/*_seed$1.log
     local seed=$1 FT=(--model_name_or_path "$OUT/pretrained" --do_train --do_eval --learning_rate 1e-3
         --weight_decay 0.01 --per_device_train_batch_size 32 --per_device_eval_batch_size 256 --save_strategy no
@@ -79,13 +83,13 @@ finetune() {  # the three fine-tunes for one seed, one after another, on $2 thre
     export OMP_NUM_THREADS=$2
     python run_classification.py "${FT[@]}" --train_file "$DATA/thucnews_titles/train.txt" \
         --validation_file "$DATA/thucnews_titles/dev.txt" --label_file "$DATA/thucnews_titles/class.txt" \
-        --pooling mean --max_seq_length auto --num_train_epochs 4 --output_dir "$OUT/thucnews_seed$seed" \
+        --head cnn --max_seq_length auto --num_train_epochs 4 --output_dir "$OUT/thucnews_seed$seed" \
         > "$OUT/thucnews_seed$seed.log" 2>&1
     python run_classification.py "${FT[@]}" --train_file "$DATA/chnsenticorp/train.tsv" \
         --validation_file "$DATA/chnsenticorp/dev.tsv" --pooling mean --max_seq_length 256 --num_train_epochs 3 \
         --output_dir "$OUT/chnsenticorp_seed$seed" > "$OUT/chnsenticorp_seed$seed.log" 2>&1
     python run_ner.py "${FT[@]}" --train_file "$DATA/cluener/train.json" --validation_file "$DATA/cluener/dev.json" \
-        --head crf --head_learning_rate 1e-3 --max_seq_length 64 --num_train_epochs 4 \
+        --head lstm_crf --rnn_hidden_size 128 --head_learning_rate 1e-3 --max_seq_length 64 --num_train_epochs 10 \
         --output_dir "$OUT/cluener_seed$seed" > "$OUT/cluener_seed$seed.log" 2>&1
     echo "[$(date +%T)] seed $seed fine-tuned"
 }

@@ -185,6 +185,64 @@ def test_run_ner_labels_characters_with_their_single_character_tokens(word_vocab
         ("北京大学", 3, 7), ("张三", 0, 2)]
 
 
+def test_run_mlm_spell_out_share_pretrains_on_character_sequences_too(word_vocab, tmp_path):
+    """run_mlm.py --spell_out_share: that share of the training sentences is read one character per token (the ids
+    run_ner.py gives each character), the rest keep their words; the same sentences on every run; recorded."""
+    import run_mlm
+    import utils_mlm
+
+    out, _ = word_vocab
+    tokenizer = load(out)
+    chars_of = utils_mlm.character_ids(tokenizer)
+    assert chars_of[tokenizer.convert_tokens_to_ids("北京大学")] == tokenizer.convert_tokens_to_ids(list("北京大学"))
+    corpus = h.write_lines(tmp_path / "corpus.txt", CORPUS)
+
+    def train_examples(share, name):
+        trainer = run_mlm.main([
+            "--config_name", str(out), "--tokenizer_name", str(out), "--train_file", str(corpus), "--do_train",
+            "--line_by_line", "--max_seq_length", "64", "--spell_out_share", str(share), "--max_steps", "1",
+            "--per_device_train_batch_size", "8", "--output_dir", str(tmp_path / name), "--save_strategy", "no",
+            "--eval_strategy", "no",
+            "--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0"])
+        settings = json.loads((tmp_path / name / "pretraining_args.json").read_text())
+        assert settings["spell_out_share"] == share
+        return trainer.train_dataset["input_ids"]
+
+    def spelt(ids):
+        return [c for i in ids for c in chars_of.get(i, [i])]
+
+    words, half = train_examples(0, "words"), train_examples(0.5, "half")
+    assert len(words) == len(half) == len(CORPUS)
+    with_words = [i for i, ids in enumerate(words) if spelt(ids) != ids]
+    assert len(with_words) > 0.9 * len(words)
+    for ids, mixed in zip(words, half):
+        assert mixed in (ids, spelt(ids))  # a whole sentence is spelt out or left as it is
+    n_spelt = sum(half[i] == spelt(words[i]) for i in with_words)
+    assert 0.35 < n_spelt / len(with_words) < 0.65
+    assert train_examples(0.5, "again") == half  # picked by a hash: the same sentences every run
+
+    # With whole-word masking a spelt word stays one word; without, every character is its own, as every token is.
+    word = tokenizer.convert_tokens_to_ids("北京大学")
+    batch = {"ids": [[[word, 5]]], "starts": [[[1, 1]]]}
+    for whole_words, starts in ((True, [1, 0, 0, 0, 1]), (False, [1, 1, 1, 1, 1])):
+        spelt_batch = utils_mlm.spell_out_documents(batch, chars_of, 1.0, whole_words)
+        assert spelt_batch == {"ids": [[chars_of[word] + [5]]], "starts": [[starts]]}
+
+
+def test_run_mlm_spell_out_share_needs_a_word_vocabulary(tmp_path):
+    import run_mlm
+    from script_utils import DataError
+
+    char_vocab = h.build_tiny_bert(tmp_path / "char_vocab")
+    corpus = h.write_lines(tmp_path / "corpus.txt", ["".join(h.FILLER[i:i + 8]) for i in range(20)])
+    common = ["--config_name", str(char_vocab), "--tokenizer_name", str(char_vocab), "--train_file", str(corpus),
+              "--do_train", "--max_steps", "1", "--output_dir", str(tmp_path / "out"), "--report_to", "none"]
+    with pytest.raises(DataError, match="no multi-character tokens to spell out"):
+        run_mlm.main(common + ["--spell_out_share", "0.5"])
+    with pytest.raises(ValueError, match="a share of the sentences, from 0 to 1"):
+        run_mlm.main(common + ["--spell_out_share", "1.5"])
+
+
 def test_run_qa_answers_are_exact_substrings_with_a_word_vocab(word_vocab, tmp_path):
     """Offsets of multi-character tokens map answers onto tokens; an answer that starts or ends inside a token is
     counted (answers_not_on_token_boundaries) and can only be predicted as the whole token, still an exact substring
