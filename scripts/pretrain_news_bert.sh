@@ -28,7 +28,7 @@ STEPS=${STEPS:-11200}
 CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-0}
 INIT_EMBEDDINGS=${INIT_EMBEDDINGS:-cooccurrence}
 LINE_BY_LINE=${LINE_BY_LINE:-1}
-SPELL_OUT=${SPELL_OUT:-0.5}
+SPELL_OUT=${SPELL_OUT:-0}
 SEEDS=${SEEDS:-1 2}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # glibc keeps freed memory instead of unmapping and re-zeroing it every step: ~25% faster training on CPU here.
