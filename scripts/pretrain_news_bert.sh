@@ -11,14 +11,15 @@
 # packed blocks of 128 tokens. CHECKPOINT_EVERY=N keeps a Trainer checkpoint every N steps (for a curve of fine-tuned
 # accuracy against pretraining time). SEEDS (default "1 2") are the fine-tuning seeds: one chain of the three
 # fine-tunes per seed, the chains side by side, the cores split between them.
-# The defaults are the measured recipe (bench/results/embedding_init_probes.json, "pipeline_11200_steps"): word
-# vocabulary, co-occurrence embeddings, line-by-line MLM for 11200 steps (25 min on 2 AVX2 cores), then two
-# fine-tuning seeds per task; the whole script took 44 minutes. From that checkpoint, over 2 seeds: THUCNews titles
-# 89.47 +- 0.01 (random weights 88.70, TF-IDF + SVM 90.73), ChnSentiCorp 92.66 +- 0.12 (random weights 91.42,
-# TF-IDF + SVM 92.08), CLUENER entity F1 63.89 +- 0.91 (random weights 58.32). STEPS=5600 took 35 minutes for
-# 89.34 / 92.38 / 61.19; INIT_EMBEDDINGS=random LINE_BY_LINE=0 STEPS=5600 is the first recipe (57 min: 88.39 / 92.21
-# / 58.76). OBJECTIVE=rtd at these settings learnt nothing here (the discriminator answers "original" everywhere;
-# run_mlm.py warns).
+# The defaults are the measured recipe (bench/results/pipeline_levers.json, "pipeline"): word vocabulary,
+# co-occurrence embeddings, line-by-line MLM for 11200 steps (25.6 min on 2 AVX2 cores), then two fine-tuning seeds per
+# task (titles: CNN head; CLUENER: BiLSTM-CRF, 10 epochs); the whole script took 61.7 minutes. Over the 2 seeds:
+# THUCNews titles 89.61 (random weights 88.70, TF-IDF + SVM 90.73), ChnSentiCorp 92.66 (random weights 91.42,
+# TF-IDF + SVM 92.08), CLUENER entity F1 68.62 (random weights 58.32). SPELL_OUT=0.5 (run_mlm.py
+# --spell_out_share) cost ChnSentiCorp half a point and moved titles and CLUENER within noise. The previous heads
+# (mean pooling, CRF 4 epochs) gave 89.47 / 92.66 / 63.89 from the same pretraining; INIT_EMBEDDINGS=random
+# LINE_BY_LINE=0 STEPS=5600 is the first recipe (57 min: 88.39 / 92.21 / 58.76). OBJECTIVE=rtd at these settings
+# learnt nothing here (the discriminator answers "original" everywhere; run_mlm.py warns).
 set -euo pipefail
 DATA=${1:?usage: $0 DATA_DIR [OUTPUT_DIR]}
 OUT=${2:-outputs/news_bert}
