@@ -25,7 +25,7 @@ DATA=${1:?usage: $0 DATA_DIR [OUTPUT_DIR]}
 OUT=${2:-outputs/news_bert}
 LEVEL=${LEVEL:-word}
 OBJECTIVE=${OBJECTIVE:-mlm}
-STEPS=${STEPS:-11200}
+STEPS=${STEPS:-18000}
 CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-0}
 INIT_EMBEDDINGS=${INIT_EMBEDDINGS:-cooccurrence}
 LINE_BY_LINE=${LINE_BY_LINE:-1}
@@ -78,20 +78,20 @@ python run_mlm.py "${OBJ[@]}" "${EXAMPLES[@]}" --init_embeddings "$INIT_EMBEDDIN
 stage "4. fine-tuning, seeds $SEEDS: THUCNews titles (CNN head, 4 epochs), ChnSentiCorp (3 epochs), CLUENER" \
       "(BiLSTM-CRF head, 10 epochs)"
 finetune() {  # the three fine-tunes for one seed, one after another, on $2 threads; logs in $OUT/*_seed$1.log
-    local seed=$1 FT=(--model_name_or_path "$OUT/pretrained" --do_train --do_eval --learning_rate 1e-3
+    local seed=$1 FT=(--model_name_or_path "$OUT/pretrained" --do_train --do_eval
         --weight_decay 0.01 --per_device_train_batch_size 32 --per_device_eval_batch_size 256 --save_strategy no
         --eval_strategy no --logging_steps 200 --seed "$1" --overwrite_output_dir)
     export OMP_NUM_THREADS=$2
     python run_classification.py "${FT[@]}" --train_file "$DATA/thucnews_titles/train.txt" \
         --validation_file "$DATA/thucnews_titles/dev.txt" --label_file "$DATA/thucnews_titles/class.txt" \
-        --head cnn --max_seq_length auto --num_train_epochs 4 --output_dir "$OUT/thucnews_seed$seed" \
-        > "$OUT/thucnews_seed$seed.log" 2>&1
+        --head cnn --learning_rate 3e-4 --head_learning_rate 1e-3 --max_seq_length auto --num_train_epochs 4 \
+        --output_dir "$OUT/thucnews_seed$seed" > "$OUT/thucnews_seed$seed.log" 2>&1
     python run_classification.py "${FT[@]}" --train_file "$DATA/chnsenticorp/train.tsv" \
-        --validation_file "$DATA/chnsenticorp/dev.tsv" --pooling mean --max_seq_length 256 --num_train_epochs 3 \
-        --output_dir "$OUT/chnsenticorp_seed$seed" > "$OUT/chnsenticorp_seed$seed.log" 2>&1
+        --validation_file "$DATA/chnsenticorp/dev.tsv" --pooling mean --learning_rate 1e-3 --max_seq_length 256 \
+        --num_train_epochs 3 --output_dir "$OUT/chnsenticorp_seed$seed" > "$OUT/chnsenticorp_seed$seed.log" 2>&1
     python run_ner.py "${FT[@]}" --train_file "$DATA/cluener/train.json" --validation_file "$DATA/cluener/dev.json" \
-        --head lstm_crf --rnn_hidden_size 128 --head_learning_rate 1e-3 --max_seq_length 64 --num_train_epochs 10 \
-        --output_dir "$OUT/cluener_seed$seed" > "$OUT/cluener_seed$seed.log" 2>&1
+        --head lstm_crf --rnn_hidden_size 128 --learning_rate 3e-4 --head_learning_rate 3e-3 --max_seq_length 64 \
+        --num_train_epochs 10 --output_dir "$OUT/cluener_seed$seed" > "$OUT/cluener_seed$seed.log" 2>&1
     echo "[$(date +%T)] seed $seed fine-tuned"
 }
 read -ra SEED_LIST <<< "$SEEDS"
