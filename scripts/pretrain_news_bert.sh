@@ -32,6 +32,7 @@ CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-0}
 INIT_EMBEDDINGS=${INIT_EMBEDDINGS:-cooccurrence}
 LINE_BY_LINE=${LINE_BY_LINE:-1}
 SPELL_OUT=${SPELL_OUT:-0}
+TASK_STEPS=${TASK_STEPS:-6000}
 SEEDS=${SEEDS:-1 2}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # glibc keeps freed memory instead of unmapping and re-zeroing it every step: ~25% faster training on CPU here.
@@ -77,16 +78,32 @@ python run_mlm.py "${OBJ[@]}" "${EXAMPLES[@]}" --init_embeddings "$INIT_EMBEDDIN
     --weight_decay 0.01 --max_steps "$STEPS" --logging_steps 50 --seed 0 "${SAVE[@]}" \
     --output_dir "$OUT/pretrained" --overwrite_output_dir
 
+MODEL="$OUT/pretrained"
+if [ "$TASK_STEPS" -gt 0 ]; then
+    stage "3b. task-adaptive pretraining: $TASK_STEPS more MLM steps on the three tasks' training text alone (their" \
+          "dev texts excluded), at half the learning rate"
+    python data_scripts/build_corpus.py --output "$OUT/task_corpus.txt" --overwrite \
+        --inputs "$DATA/thucnews_titles/train.txt" "$DATA/chnsenticorp/train.tsv" "$DATA/cluener/train.json" \
+        --exclude "$DATA/thucnews_titles/dev.txt" "$DATA/chnsenticorp/dev.tsv" "$DATA/cluener/dev.json"
+    python run_mlm.py --objective mlm --line_by_line --model_name_or_path "$OUT/pretrained" \
+        --train_file "$OUT/task_corpus.txt" --do_train --do_eval --validation_split_percentage 1 --max_eval_samples 1000 \
+        --max_seq_length 128 --per_device_train_batch_size 32 --learning_rate 1e-3 --warmup_steps 0.06 \
+        --weight_decay 0.01 --max_steps "$TASK_STEPS" --logging_steps 50 --seed 0 --save_strategy no \
+        --output_dir "$OUT/task_adapted" --overwrite_output_dir
+    MODEL="$OUT/task_adapted"
+fi
+
 stage "4. fine-tuning, seeds $SEEDS: THUCNews titles (CNN head, 4 epochs), ChnSentiCorp (3 epochs), CLUENER" \
       "(BiLSTM-CRF head, 10 epochs)"
 finetune() {  # the three fine-tunes for one seed, one after another, on $2 threads; logs in $OUT/*_seed$1.log
-    local seed=$1 FT=(--model_name_or_path "$OUT/pretrained" --do_train --do_eval
+    local seed=$1 FT=(--model_name_or_path "$MODEL" --do_train --do_eval
         --weight_decay 0.01 --per_device_train_batch_size 32 --per_device_eval_batch_size 256 --save_strategy no
         --eval_strategy no --logging_steps 200 --seed "$1" --overwrite_output_dir)
     export OMP_NUM_THREADS=$2
     python run_classification.py "${FT[@]}" --train_file "$DATA/thucnews_titles/train.txt" \
         --validation_file "$DATA/thucnews_titles/dev.txt" --label_file "$DATA/thucnews_titles/class.txt" \
-        --head cnn --learning_rate 3e-4 --head_learning_rate 1e-3 --max_seq_length auto --num_train_epochs 4 \
+        --head cnn --learning_rate 3e-4 --head_learning_rate 1e-3 --layerwise_lr_decay 0.8 \
+        --cnn_num_filters 256 --max_seq_length auto --num_train_epochs 4 \
         --output_dir "$OUT/thucnews_seed$seed" > "$OUT/thucnews_seed$seed.log" 2>&1
     python run_classification.py "${FT[@]}" --train_file "$DATA/chnsenticorp/train.tsv" \
         --validation_file "$DATA/chnsenticorp/dev.tsv" --pooling mean --learning_rate 1e-3 --max_seq_length 256 \
