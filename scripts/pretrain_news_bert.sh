@@ -83,7 +83,7 @@ python run_mlm.py "${OBJ[@]}" "${EXAMPLES[@]}" --init_embeddings "$INIT_EMBEDDIN
 MODEL="$OUT/pretrained"
 if [ "$TASK_STEPS" -gt 0 ]; then
     stage "3b. task-adaptive pretraining: $TASK_STEPS more MLM steps on the three tasks' training text alone (their" \
-          "dev texts excluded), at half the learning rate"
+          "dev texts excluded), at the pretraining's learning rate"
     python data_scripts/build_corpus.py --output "$OUT/task_corpus.txt" --overwrite \
         --inputs "$DATA/thucnews_titles/train.txt" "$DATA/chnsenticorp/train.tsv" "$DATA/cluener/train.json" \
         --exclude "$DATA/thucnews_titles/dev.txt" "$DATA/chnsenticorp/dev.tsv" "$DATA/cluener/dev.json"
