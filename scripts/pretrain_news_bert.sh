@@ -72,13 +72,13 @@ if [ "$CHECKPOINT_EVERY" -gt 0 ]; then
 else
     SAVE=(--save_strategy no)
 fi
-python run_mlm.py "${OBJ[@]}" "${EXAMPLES[@]}" --init_embeddings "$INIT_EMBEDDINGS" --spell_out_share "$SPELL_OUT" \
-    --config_name "$OUT/tokenizer" \
-    --tokenizer_name "$OUT/tokenizer" --train_file "$OUT/corpus.txt" --do_train --do_eval \
-    --validation_split_percentage 1 --max_eval_samples 1000 \
-    --max_seq_length 128 --per_device_train_batch_size 32 --learning_rate 1e-3 --warmup_steps 0.06 \
-    --weight_decay 0.01 --max_steps "$STEPS" --logging_steps 50 --seed 0 "${SAVE[@]}" \
-    --output_dir "$OUT/pretrained" --overwrite_output_dir
+# the training settings both pretraining stages share (stage 3b only continues with other text)
+MLM=(--do_train --do_eval --validation_split_percentage 1 --max_eval_samples 1000 --max_seq_length 128
+     --per_device_train_batch_size 32 --learning_rate 1e-3 --warmup_steps 0.06 --weight_decay 0.01 --logging_steps 50
+     --seed 0 --overwrite_output_dir)
+python run_mlm.py "${OBJ[@]}" "${EXAMPLES[@]}" "${MLM[@]}" --init_embeddings "$INIT_EMBEDDINGS" \
+    --spell_out_share "$SPELL_OUT" --config_name "$OUT/tokenizer" --tokenizer_name "$OUT/tokenizer" \
+    --train_file "$OUT/corpus.txt" --max_steps "$STEPS" "${SAVE[@]}" --output_dir "$OUT/pretrained"
 
 MODEL="$OUT/pretrained"
 if [ "$TASK_STEPS" -gt 0 ]; then
@@ -87,11 +87,8 @@ if [ "$TASK_STEPS" -gt 0 ]; then
     python data_scripts/build_corpus.py --output "$OUT/task_corpus.txt" --overwrite \
         --inputs "$DATA/thucnews_titles/train.txt" "$DATA/chnsenticorp/train.tsv" "$DATA/cluener/train.json" \
         --exclude "$DATA/thucnews_titles/dev.txt" "$DATA/chnsenticorp/dev.tsv" "$DATA/cluener/dev.json"
-    python run_mlm.py --objective mlm --line_by_line --model_name_or_path "$OUT/pretrained" \
-        --train_file "$OUT/task_corpus.txt" --do_train --do_eval --validation_split_percentage 1 --max_eval_samples 1000 \
-        --max_seq_length 128 --per_device_train_batch_size 32 --learning_rate 1e-3 --warmup_steps 0.06 \
-        --weight_decay 0.01 --max_steps "$TASK_STEPS" --logging_steps 50 --seed 0 --save_strategy no \
-        --output_dir "$OUT/task_adapted" --overwrite_output_dir
+    python run_mlm.py --objective mlm --line_by_line "${MLM[@]}" --model_name_or_path "$OUT/pretrained" \
+        --train_file "$OUT/task_corpus.txt" --max_steps "$TASK_STEPS" --save_strategy no --output_dir "$OUT/task_adapted"
     MODEL="$OUT/task_adapted"
 fi
 
