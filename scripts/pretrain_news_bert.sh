@@ -3,38 +3,39 @@
 # chosen by bench/pretrain_finetune.py's ablation (objective x vocabulary at equal CPU time) and the probes of
 # bench/results/pretrain_context_probes.json (line-by-line) and embedding_init_probes.json (co-occurrence embeddings).
 #   bash scripts/pretrain_news_bert.sh ../shared/data outputs/news_bert
-# DATA holds thucnews_titles/, chnsenticorp/, cluener/, cmrc2018/, afqmc/ (the layout of ../shared/data). OUT/pretrained is
-# an ordinary BERT checkpoint: run_classification.py (any head), run_ner.py and run_qa.py take it as
-# --model_name_or_path. LEVEL / OBJECTIVE / STEPS override the vocabulary (char|word), the objective (mlm|wwm|rtd)
-# and the pretraining steps (batch 32, all cores); INIT_EMBEDDINGS=cooccurrence|random: word embeddings from the
-# corpus' co-occurrence counts (run_mlm.py --init_embeddings) or random; LINE_BY_LINE=1|0: one text per example, or
-# packed blocks of 128 tokens. CHECKPOINT_EVERY=N keeps a Trainer checkpoint every N steps (for a curve of fine-tuned
-# accuracy against pretraining time). SEEDS (default "1 2") are the fine-tuning seeds: one chain of the three
-# fine-tunes per seed, the chains side by side, the cores split between them.
-# The defaults are the measured recipe (bench/results/task_adaptive_pretraining.json, "pipeline"): word vocabulary,
-# co-occurrence embeddings, line-by-line MLM for 18000 steps, then two fine-tuning seeds per task: titles with the CNN
-# head (256 filters per width, layer-wise decay 0.8) and CLUENER with the BiLSTM-CRF head (10 epochs), each with the
-# BERT body at 3e-4 under a faster head (a body at the head's 1e-3 forgets its pretraining: titles -1.0, CLUENER
-# -1.2); ChnSentiCorp with mean pooling at 1e-3 (there the slower body cost 0.9). On 2 AVX-512 cores (about 34
-# minutes; the AVX2 machine of earlier runs: an estimated 79): THUCNews titles 90.85 (TF-IDF + SVM 90.73),
-# ChnSentiCorp 92.58 (TF-IDF 92.08), CLUENER entity F1 71.33. TASK_STEPS=6000 adds stage 3b, MLM continued on the
-# three tasks' training text (task-adaptive pretraining): titles 90.98, ChnSentiCorp 92.75, but CLUENER 70.47, and
-# about 91 minutes on the AVX2 machine.
-# SPELL_OUT=0.5 (run_mlm.py --spell_out_share) cost ChnSentiCorp half a point and moved titles and CLUENER within
-# noise; INIT_EMBEDDINGS=random LINE_BY_LINE=0 STEPS=5600 TASK_STEPS=0 is the first recipe (57 min: 88.39 / 92.21 /
-# 58.76). OBJECTIVE=rtd at these settings learnt nothing here (the discriminator answers "original" everywhere;
-# run_mlm.py warns).
+# DATA holds thucnews_titles/, chnsenticorp/, cluener/, cmrc2018/, afqmc/ (the layout of ../shared/data). OUT/pretrained
+# is an ordinary BERT checkpoint: run_classification.py (any head), run_ner.py and run_qa.py take it as
+# --model_name_or_path. LEVEL / OBJECTIVE / STEPS override the vocabulary (char|word), the objective (mlm|wwm|rtd) and
+# the pretraining steps (batch 32, all cores), TASK_STEPS those of stage 3b (0: no stage 3b, the fine-tunes start from
+# OUT/pretrained); INIT_EMBEDDINGS=cooccurrence|random: word embeddings from the corpus' co-occurrence counts
+# (run_mlm.py --init_embeddings) or random; LINE_BY_LINE=1|0: one text per example, or packed blocks of 128 tokens.
+# CHECKPOINT_EVERY=N keeps a Trainer checkpoint every N steps (for a curve of fine-tuned accuracy against pretraining
+# time). SEEDS (default "1 2") are the fine-tuning seeds: one chain of the three fine-tunes per seed, the chains side by
+# side, the cores split between them.
+# The defaults are the measured recipe (bench/results/task_pretraining_budget.json, "steps_12000_task_8000"): word
+# vocabulary, co-occurrence embeddings, line-by-line MLM for 12000 steps on the whole corpus, then 8000 more on the
+# three tasks' own training text (stage 3b, task-adaptive pretraining; their dev texts excluded), then two fine-tuning
+# seeds per task: titles with the CNN head (256 filters per width, layer-wise decay 0.8) and CLUENER with the BiLSTM-CRF
+# head (10 epochs), each with the BERT body at 3e-4 under a faster head (a body at the head's 1e-3 forgets its
+# pretraining: titles -1.0, CLUENER -1.2); ChnSentiCorp with mean pooling at 1e-3 (there the slower body cost 0.9). End
+# to end on 2 AVX-512 cores 30 minutes (the AVX2 machine of earlier runs: an estimated 83): THUCNews titles 91.05
+# (TF-IDF + SVM 90.73), ChnSentiCorp 92.83 (TF-IDF 92.08), CLUENER entity F1 71.22. With the pretraining on the corpus
+# alone (STEPS=18000 TASK_STEPS=0, 1.7 minutes less here): titles 90.85, ChnSentiCorp 92.58, CLUENER 71.33.
+# SPELL_OUT=0.5 (run_mlm.py --spell_out_share) cost ChnSentiCorp half a point and moved titles and CLUENER within noise;
+# INIT_EMBEDDINGS=random LINE_BY_LINE=0 STEPS=5600 TASK_STEPS=0 is the first recipe (57 min: 88.39 / 92.21 / 58.76).
+# OBJECTIVE=rtd at these settings learnt nothing here (the discriminator answers "original" everywhere; run_mlm.py
+# warns).
 set -euo pipefail
 DATA=${1:?usage: $0 DATA_DIR [OUTPUT_DIR]}
 OUT=${2:-outputs/news_bert}
 LEVEL=${LEVEL:-word}
 OBJECTIVE=${OBJECTIVE:-mlm}
-STEPS=${STEPS:-18000}
+STEPS=${STEPS:-12000}
 CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-0}
 INIT_EMBEDDINGS=${INIT_EMBEDDINGS:-cooccurrence}
 LINE_BY_LINE=${LINE_BY_LINE:-1}
 SPELL_OUT=${SPELL_OUT:-0}
-TASK_STEPS=${TASK_STEPS:-0}
+TASK_STEPS=${TASK_STEPS:-8000}
 SEEDS=${SEEDS:-1 2}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # glibc keeps freed memory instead of unmapping and re-zeroing it every step: ~25% faster training on CPU here.
