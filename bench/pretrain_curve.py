@@ -3,8 +3,8 @@
 kept, over seeds, next to random weights of the same vocabulary and config and TF-IDF + linear SVM; with the
 pipeline's own fine-tunes of the final checkpoint (titles, ChnSentiCorp, CLUENER) and its stage times.
 
-    CHECKPOINT_EVERY=1500 STEPS=6000 bash scripts/pretrain_news_bert.sh ../shared/data outputs/news_bert \\
-        2>&1 | tee outputs/news_bert.log
+    CHECKPOINT_EVERY=1500 STEPS=6000 TASK_STEPS=0 bash scripts/pretrain_news_bert.sh ../shared/data \\
+        outputs/news_bert 2>&1 | tee outputs/news_bert.log
     python bench/pretrain_curve.py --pipeline_dir outputs/news_bert --pipeline_log outputs/news_bert.log \\
         --data_dir ../shared/data
 
@@ -83,6 +83,10 @@ def main(argv=None):
     if not (state and train):
         sys.exit(f"error: {pretrained} holds no finished run_mlm.py run (trainer_state.json, train_results.json): "
                  "run scripts/pretrain_news_bert.sh first.")
+    if os.path.isdir(os.path.join(pipeline, "task_adapted")):
+        sys.exit(f"error: {pipeline} holds task_adapted/ (the script's stage 3b): the pipeline's fine-tunes started "
+                 "from it, not from pretrained/, so its results are not the curve's last point. Run "
+                 "scripts/pretrain_news_bert.sh with TASK_STEPS=0 for a curve.")
     total_steps, runtime = state["global_step"], train["train_runtime"]
     checkpoints = {int(re.search(r"checkpoint-(\d+)$", d).group(1)): d
                    for d in glob.glob(os.path.join(pretrained, "checkpoint-*"))}

@@ -1,7 +1,7 @@
 """bench/pretrain_curve.py end to end at toy size: a replaced-token-detection run with checkpoints laid out as
 scripts/pretrain_news_bert.sh leaves it, each checkpoint's encoder exported and fine-tuned on titles, the final one at
 a second learning rate, random weights, the pipeline's own results and stage times read back, the refusal of a
-baseline made with another vocabulary."""
+baseline made with another vocabulary and of a pipeline whose fine-tunes started from task-adapted weights."""
 
 import json
 import shutil
@@ -83,3 +83,8 @@ def test_pretrain_curve_smoke(tmp_path, model_dir):
     (tmp_path / "ablation.json").write_text(json.dumps(ablation))
     with pytest.raises(SystemExit, match="no finished random-weight titles run"):
         pretrain_curve.main(common + ["--random_from", str(tmp_path / "ablation.json")])
+
+    # the script's stage 3b ran: the pipeline's fine-tunes are not of pretrained/, so there is no curve to draw
+    (pipeline / "task_adapted").mkdir()
+    with pytest.raises(SystemExit, match="TASK_STEPS=0"):
+        pretrain_curve.main(common)
